@@ -1,0 +1,1 @@
+"""Sub-commands of the `trm` command line (see trm.cli)."""

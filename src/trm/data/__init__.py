@@ -1,0 +1,1 @@
+"""Datasets: the on-disk puzzle format, task builders (Sudoku, Maze, ARC) and samplers."""
