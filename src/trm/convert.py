@@ -28,9 +28,6 @@ _ARCHES = {
 }
 _COMMON = ("seq_len", "vocab_size", "num_puzzle_identifiers", "puzzle_emb_ndim", "hidden_size", "num_heads",
            "expansion", "pos_encodings", "rms_norm_eps", "rope_theta", "halt_max_steps", "halt_exploration_prob")
-# Reference keys that are read elsewhere or have no counterpart (batch size is a data setting here).
-_IGNORED_CONFIG = {"name", "loss", "batch_size", "forward_dtype", "H_layers", "H_cycles", "L_cycles", "L_layers",
-                   "mlp_t", "puzzle_emb_len", "no_ACT_continue"}
 
 
 class ConversionError(ValueError):
@@ -69,8 +66,8 @@ def config_from_reference(values: dict[str, Any], model_class: str) -> tuple[Mod
     return config, dtype
 
 
-_LAYER = re.compile(r"^(H_level|L_level)\.layers\.(\d+)\.(self_attn|mlp_t|mlp)\.(qkv_proj|o_proj|gate_up_proj|down_proj)"
-                    r"\.weight$")
+_LAYER = re.compile(r"^(H_level|L_level)\.layers\.(\d+)\.(self_attn|mlp_t|mlp)\."
+                    r"(qkv_proj|o_proj|gate_up_proj|down_proj)\.weight$")
 _SUB = {"self_attn": "attn", "mlp_t": "token_mlp", "mlp": "mlp"}
 _PROJ = {"qkv_proj": "qkv", "o_proj": "out", "gate_up_proj": "gate_up", "down_proj": "down"}
 _LEVEL = {"trm": {"L_level": "net"}, "hrm": {"H_level": "H_net", "L_level": "L_net"}, "transformer": {"H_level": "net"}}
@@ -108,7 +105,7 @@ def our_name(name: str, arch: str) -> str | None:
 
 def convert_state_dict(reference: dict[str, Tensor], model: ACTModel) -> dict[str, Tensor]:
     """Rename a reference state dict for `model`, checking that every weight is present and fits."""
-    arch = model.config.arch  # type: ignore[union-attr]
+    arch = model.config.arch
     ours = model.state_dict()
     out: dict[str, Tensor] = {}
     for name, value in reference.items():

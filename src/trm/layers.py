@@ -92,6 +92,9 @@ class SwiGLU(nn.Module):
 class RotaryEmbedding(nn.Module):
     """Cos/sin tables of rotary position embeddings for every position (prefix included)."""
 
+    cos: Tensor
+    sin: Tensor
+
     def __init__(self, head_dim: int, positions: int, theta: float) -> None:
         super().__init__()
         inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
@@ -191,6 +194,8 @@ class PuzzleEmbedding(nn.Module):
     tensor `local_weights` (with `local_ids`) that receives the gradient; the embedding
     optimizer reads both and updates only those rows of `weight`.
     """
+
+    weight: Tensor
 
     def __init__(self, num_ids: int, dim: int) -> None:
         super().__init__()

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from trm.models.config import ModelConfig
+
 State = dict[str, Tensor]
 Batch = dict[str, Tensor]
 
@@ -57,6 +59,10 @@ class ACTModel(nn.Module):
     """Base class: a model implements `initial_state`, `reset_state` and `step`; this class
     implements the carry bookkeeping and halting around them."""
 
+    config: ModelConfig
+    dtype: torch.dtype
+    """Activation dtype (parameters stay float32)."""
+    prefix_len: int
     halt_max_steps: int
     halt_exploration_prob: float
     halt_on_continue: bool

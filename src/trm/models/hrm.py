@@ -48,6 +48,10 @@ class HRMConfig(ModelConfig):
 class HRM(ACTModel):
     """The Hierarchical Reasoning Model with Q-learning halting."""
 
+    config: HRMConfig
+    H_init: Tensor
+    L_init: Tensor
+
     def __init__(self, config: HRMConfig, *, dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None) -> None:
         super().__init__()

@@ -36,6 +36,9 @@ class TransformerConfig(ModelConfig):
 class Transformer(ACTModel):
     """A stack of post-norm transformer blocks under the ACT wrapper."""
 
+    config: TransformerConfig
+    h_init: Tensor
+
     def __init__(self, config: TransformerConfig, *, dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None) -> None:
         super().__init__()

@@ -57,6 +57,10 @@ class TRMConfig(ModelConfig):
 class TRM(ACTModel):
     """The Tiny Recursive Model with ACT; `dtype` is the activation dtype (float32 or bfloat16)."""
 
+    config: TRMConfig
+    y_init: Tensor
+    z_init: Tensor
+
     def __init__(self, config: TRMConfig, *, dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None) -> None:
         super().__init__()
