@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from trm.layers import InputEmbedding
 from trm.models.config import ModelConfig
 
 State = dict[str, Tensor]
@@ -60,6 +61,7 @@ class ACTModel(nn.Module):
     implements the carry bookkeeping and halting around them."""
 
     config: ModelConfig
+    embed: InputEmbedding
     dtype: torch.dtype
     """Activation dtype (parameters stay float32)."""
     prefix_len: int

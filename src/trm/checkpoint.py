@@ -1,0 +1,156 @@
+"""Checkpoints: weights as safetensors, configuration as JSON, training state for resuming.
+
+A checkpoint is a folder:
+
+    model.safetensors   raw weights (the puzzle-embedding table included)
+    ema.safetensors     EMA weights (what evaluation uses), when training kept an EMA
+    config.json         {"model": {...arch config...}, "train": {...}, "step": N, ...}
+    train_state.pt      optimizer, sampler, ACT carry and RNG states (only needed to resume)
+
+Weights and configuration load without executing code; `train_state.pt` is read with
+`torch.load(weights_only=True)`. A folder is written under a temporary name and renamed into
+place, and the run's `latest` pointer is replaced atomically afterwards, so a run killed while
+writing never leaves a half-written checkpoint as the latest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from trm.models import ACTModel, ModelConfig, build_model, config_from_dict
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, incomplete or corrupt; the message names the file."""
+
+
+def _save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path))
+
+
+def _load_tensors(path: Path) -> dict[str, Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as e:  # safetensors raises several error types for truncated/corrupt files
+        raise CheckpointError(f"{path}: cannot read weights ({type(e).__name__}: {e})") from None
+
+
+def _write_json(obj: Any, path: Path) -> None:
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str))
+
+
+def save_checkpoint(folder: str | Path, *, model: ACTModel, step: int, ema_state: dict[str, Tensor] | None = None,
+                    train_state: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write a checkpoint folder atomically and return its path."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        _save_tensors(model.state_dict(), tmp / "model.safetensors")
+        if ema_state is not None:
+            _save_tensors(ema_state, tmp / "ema.safetensors")
+        if train_state is not None:
+            torch.save(train_state, tmp / "train_state.pt")
+        _write_json({"model": model.config.to_dict(), "step": step, **(extra or {})}, tmp / "config.json")
+        for f in tmp.iterdir():  # the data must be on disk before the rename makes it visible
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def set_latest(run_dir: str | Path, checkpoint: str | Path) -> None:
+    """Point `run_dir/latest` at `checkpoint` (atomic replace of a small text file)."""
+    run_dir = Path(run_dir)
+    tmp = run_dir / f".latest.tmp-{os.getpid()}"
+    tmp.write_text(Path(checkpoint).name + "\n")
+    os.replace(tmp, run_dir / "latest")
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint `run_dir/latest` names, or None when the run has none yet."""
+    pointer = Path(run_dir) / "latest"
+    if not pointer.is_file():
+        return None
+    folder = Path(run_dir) / pointer.read_text().strip()
+    return folder if folder.is_dir() else None
+
+
+@dataclass
+class Loaded:
+    """A checkpoint read back: the model (raw or EMA weights), its config and the stored metadata."""
+
+    model: ACTModel
+    config: ModelConfig
+    meta: dict[str, Any]
+    path: Path
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    cfg_path = path / "config.json"
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{path}: not a checkpoint folder (no config.json)")
+    try:
+        return dict(json.loads(cfg_path.read_text()))
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{cfg_path}: corrupt JSON ({e})") from None
+
+
+def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: torch.device | str | None = None,
+                    dtype: torch.dtype = torch.float32) -> Loaded:
+    """Rebuild the model of a checkpoint folder (a run folder means its latest checkpoint).
+
+    With `use_ema` the EMA weights are loaded when the checkpoint has them.
+    """
+    path = Path(path)
+    if (path / "latest").is_file():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise CheckpointError(f"{path}: 'latest' names a checkpoint that does not exist")
+        path = found
+    meta = read_meta(path)
+    try:
+        config = config_from_dict(meta["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path / 'config.json'}: bad model config ({e})") from None
+    model = build_model(config, dtype=dtype, device=device)
+    weights = path / ("ema.safetensors" if use_ema and (path / "ema.safetensors").is_file() else "model.safetensors")
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: no {weights.name}")
+    state = _load_tensors(weights)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{weights}: weights do not fit the model in config.json ({e})") from None
+    return Loaded(model=model, config=config, meta=meta, path=path)
+
+
+def load_train_state(path: str | Path) -> dict[str, Any]:
+    """The resumable training state of a checkpoint folder."""
+    file = Path(path) / "train_state.pt"
+    if not file.is_file():
+        raise CheckpointError(f"{path}: no train_state.pt, so it cannot be resumed (it can still be evaluated)")
+    try:
+        return dict(torch.load(file, map_location="cpu", weights_only=True))
+    except Exception as e:
+        raise CheckpointError(f"{file}: corrupt training state ({type(e).__name__}: {e})") from None

@@ -1,0 +1,471 @@
+"""Training with deep supervision: one function for one process and for `torchrun`.
+
+    trm train RECIPE [key=value ...]          # one process (CPU, CUDA or MPS)
+    torchrun --nproc-per-node 8 -m trm train RECIPE ...
+
+Every optimizer step runs one supervision step for each of the B slots of the persistent ACT
+carry: halted slots take the next example from the sampler's batch, all slots step once, the loss
+of that step is back-propagated (divided by the global batch), AdamATan2 updates the parameters
+and sign-SGD the touched puzzle-embedding rows. Processes average gradients by all-reduce (each
+divides by the global batch, so the sum is the global mean), merge embedding updates by all-gather,
+and reduce metrics; only rank 0 writes logs and checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from trm.checkpoint import latest_checkpoint, load_train_state, save_checkpoint, set_latest
+from trm.loss import act_loss
+from trm.models import ACTModel, Carry, build_model, config_from_dict
+from trm.models.config import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Everything a run needs besides the data; recipes are YAML files of these fields."""
+
+    data: str
+    """Dataset folder (with train/ and test/ in the on-disk puzzle format)."""
+    model: dict[str, Any]
+    """Model configuration: `arch` plus its fields; sizes set by the data are filled in."""
+    run_dir: str = "runs/run"
+    """Where logs and checkpoints go."""
+    loss_type: str = "stablemax"
+    """Token loss: stablemax or softmax cross-entropy."""
+    global_batch_size: int = 768
+    """Slots of the ACT carry, summed over processes."""
+    epochs: float = 1.0
+    """Passes over the training puzzle groups (sets the number of steps unless `steps` is given)."""
+    steps: int | None = None
+    """Optimizer steps; overrides `epochs`."""
+    lr: float = 1e-4
+    """Peak learning rate of AdamATan2."""
+    lr_min_ratio: float = 1.0
+    """Final lr as a fraction of the peak after the cosine decay (1.0: constant after warmup)."""
+    lr_warmup_steps: int = 2000
+    """Linear warmup length."""
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    puzzle_emb_lr: float = 1e-2
+    """Learning rate of the sign-SGD puzzle-embedding update."""
+    puzzle_emb_weight_decay: float = 0.1
+    ema: bool = True
+    """Keep an exponential moving average of the weights (used for evaluation and saved)."""
+    ema_rate: float = 0.999
+    eval_every: int = 0
+    """Evaluate every this many steps (0: only at the end)."""
+    eval_max_batches: int | None = None
+    """Cap on evaluation batches (None: the whole test split)."""
+    checkpoint_every: int = 0
+    """Save every this many steps (0: only at the end and on interruption)."""
+    log_every: int = 10
+    """Steps between metric lines."""
+    seed: int = 0
+    device: str = "auto"
+    """cpu, cuda, mps, or auto (cuda > mps > cpu)."""
+    dtype: str = "auto"
+    """Activation dtype: float32, bfloat16, or auto (bfloat16 on CUDA, float32 elsewhere)."""
+    compile: str = "auto"
+    """torch.compile the model's step: on, off, or auto (on for CUDA)."""
+    loggers: list[str] = field(default_factory=list)
+    """Extra metric sinks: tensorboard, wandb (JSONL and the console are always on)."""
+    project: str = "trm"
+    """Project name for wandb."""
+
+    def __post_init__(self) -> None:
+        if self.global_batch_size < 1:
+            raise ConfigError(f"global_batch_size={self.global_batch_size}: must be positive")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps={self.steps}: must be positive")
+        if self.loss_type not in ("stablemax", "softmax"):
+            raise ConfigError(f"loss_type={self.loss_type!r}: must be 'stablemax' or 'softmax'")
+        if "arch" not in self.model:
+            raise ConfigError("model: needs an 'arch' (trm, hrm or transformer)")
+        for name in ("dtype", "device", "compile"):
+            allowed = {"dtype": ("auto", "float32", "bfloat16"), "device": ("auto", "cpu", "cuda", "mps"),
+                       "compile": ("auto", "on", "off")}[name]
+            value = getattr(self, name)
+            if value not in allowed and not (name == "device" and str(value).startswith("cuda:")):
+                raise ConfigError(f"{name}={value!r}: must be one of {allowed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class BatchSource(Protocol):
+    """What the trainer needs from a sampler: full batches, and a position it can save."""
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Process group, device, dtype
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_type: str) -> Dist:
+    """Join the process group when launched by torchrun (RANK / WORLD_SIZE set), else run alone."""
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
+        return Dist()
+    if not dist.is_initialized():
+        # A finite timeout makes the others fail instead of hanging when one rank dies.
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo", timeout=timedelta(minutes=10))
+    return Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+# ---------------------------------------------------------------------------------------------
+# State that must survive a resume
+
+
+def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
+    return {"torch": torch.get_rng_state(), "exploration": generator.get_state()}
+
+
+def set_rng_state(state: dict[str, torch.Tensor], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["exploration"])
+
+
+def carry_state(carry: Carry | None) -> dict[str, Any] | None:
+    if carry is None:
+        return None
+    return {"state": {k: v.cpu() for k, v in carry.state.items()}, "steps": carry.steps.cpu(),
+            "halted": carry.halted.cpu(), "data": {k: v.cpu() for k, v in carry.data.items()}}
+
+
+def load_carry(state: dict[str, Any] | None, device: torch.device) -> Carry | None:
+    if state is None:
+        return None
+    return Carry(state={k: v.to(device) for k, v in state["state"].items()}, steps=state["steps"].to(device),
+                 halted=state["halted"].to(device), data={k: v.to(device) for k, v in state["data"].items()})
+
+
+class NonFiniteLoss(RuntimeError):
+    """Raised when the loss becomes NaN or infinite; the last good checkpoint is kept."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
+          stop_after: int | None = None) -> dict[str, Any]:
+    """Train according to `cfg`; returns the final metrics (rank 0's view, reduced over ranks).
+
+    `stop_after` ends this invocation after that many steps with a checkpoint, as an interruption
+    would (the schedule still spans the whole run), so that `resume=True` can continue it.
+    """
+    from trm.data.loader import open_dataset
+    from trm.logging import MetricLogger
+    from trm.optim import EMA, AdamATan2, SignSGDEmbedding, cosine_schedule_with_warmup
+
+    device_probe = pick_device(cfg.device)
+    ddp = init_distributed(device_probe.type)
+    device = pick_device(cfg.device, ddp.local_rank)
+    dtype = pick_dtype(cfg.dtype, device)
+    if cfg.global_batch_size % ddp.world_size:
+        raise ConfigError(f"global_batch_size={cfg.global_batch_size} is not divisible by {ddp.world_size} processes")
+    local_batch = cfg.global_batch_size // ddp.world_size
+
+    data = open_dataset(cfg.data)
+    model_cfg = config_from_dict({**data.model_fields(), **cfg.model})
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    model: ACTModel = build_model(model_cfg, dtype=dtype, device=device)
+    sampler = data.train_sampler(cfg.global_batch_size, rank=ddp.rank, world_size=ddp.world_size, seed=cfg.seed)
+    total_steps = cfg.steps or max(1, int(cfg.epochs * data.steps_per_epoch(cfg.global_batch_size)))
+
+    optimizer = AdamATan2(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+    emb_optimizer = (SignSGDEmbedding(model.embed.puzzle, lr=cfg.puzzle_emb_lr,
+                                      weight_decay=cfg.puzzle_emb_weight_decay)
+                     if model.embed.puzzle is not None else None)
+    ema = EMA(model, decay=cfg.ema_rate) if cfg.ema else None
+    exploration = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + ddp.rank)
+    step_fn = _maybe_compile(model, cfg.compile, device)
+
+    run_dir = Path(cfg.run_dir)
+    step, carry = 0, None
+    if resume:
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise FileNotFoundError(f"--resume: {run_dir} has no checkpoint to resume from")
+        step, carry = _restore(ckpt, model, optimizer, emb_optimizer, ema, sampler, exploration, device)
+    logger = MetricLogger(run_dir, cfg.to_dict(), cfg.loggers, project=cfg.project, enabled=ddp.main,
+                          total_steps=total_steps, initial_step=step, progress=progress)
+
+    stop: dict[str, Any] = {"signal": None}
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        stop["signal"] = signal.Signals(signum).name
+
+    old_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def checkpoint() -> None:
+        if not ddp.main:
+            return
+        state = {"optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
+                 "emb_optimizer": emb_optimizer.state_dict() if emb_optimizer else None,
+                 "ema": ema.state_dict() if ema else None, "carry": carry_state(carry),
+                 "rng": rng_state(exploration)}
+        folder = save_checkpoint(run_dir / f"step_{step:07d}", model=model, step=step,
+                                 ema_state=ema.ema_state_dict() if ema else None, train_state=state,
+                                 extra={"train": cfg.to_dict(), "world_size": ddp.world_size})
+        set_latest(run_dir, folder)
+
+    model.train()
+    batches = iter(sampler)
+    final: dict[str, Any] = {}
+    t_last, steps_since = time.perf_counter(), 0
+    try:
+        while step < total_steps:
+            try:
+                np_batch = next(batches)
+            except StopIteration:
+                batches = iter(sampler)
+                np_batch = next(batches)
+            batch = {k: torch.from_numpy(np.asarray(v)).to(device, non_blocking=True) for k, v in np_batch.items()}
+            if carry is None:
+                carry = model.initial_carry(batch)
+
+            lr_scale = cosine_schedule_with_warmup(step, 1.0, cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio)
+            carry, out = step_fn(carry, batch, exploration)
+            loss = act_loss(carry, out, cfg.loss_type)
+            (loss.total / cfg.global_batch_size).backward()
+            if ddp.world_size > 1:
+                _all_reduce_grads(model)
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_scale
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if emb_optimizer is not None:
+                for group in emb_optimizer.param_groups:
+                    group["lr"] = cfg.puzzle_emb_lr * lr_scale
+                emb_optimizer.step()
+                emb_optimizer.zero_grad()
+            if ema is not None:
+                ema.update(model)
+            step += 1
+            steps_since += 1
+
+            metrics = _reduce_metrics(loss.metrics, ddp)
+            if not math.isfinite(metrics["lm_loss_sum"]) or not torch.isfinite(loss.total):
+                raise NonFiniteLoss(f"non-finite loss at step {step}; the last good checkpoint is kept in {run_dir}")
+            if step % cfg.log_every == 0 or step == total_steps:
+                now = time.perf_counter()
+                rate = steps_since * cfg.global_batch_size / (now - t_last)
+                t_last, steps_since = now, 0
+                logger.log(step, {**_summarise(metrics), "lr": cfg.lr * lr_scale, "example_steps_per_s": rate})
+            logger.advance(step)
+
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                checkpoint()
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
+                final = _evaluate_and_log(model, ema, data, cfg, local_batch, device, ddp, logger, step)
+            if stop_after is not None and step >= stop_after and step < total_steps:
+                stop["signal"] = "stop_after"
+            if stop["signal"] is not None:
+                logger.message(f"stopping at step {step} ({stop['signal']}): saving a checkpoint")
+                checkpoint()
+                return {"step": step, "interrupted": True}
+        checkpoint()
+        final = _evaluate_and_log(model, ema, data, cfg, local_batch, device, ddp, logger, step)
+        return {"step": step, **final}
+    finally:
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+        logger.close()
+
+
+def _maybe_compile(model: ACTModel, mode: str, device: torch.device):
+    def run(carry: Carry, batch: dict[str, torch.Tensor], generator: torch.Generator):
+        return model(carry, batch, generator=generator)
+
+    if mode == "on" or (mode == "auto" and device.type == "cuda"):
+        model.step = torch.compile(model.step)  # type: ignore[method-assign]
+    return run
+
+
+def _all_reduce_grads(model: ACTModel) -> None:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _reduce_metrics(metrics: dict[str, torch.Tensor], ddp: Dist) -> dict[str, float]:
+    names = sorted(metrics)
+    values = torch.stack([metrics[k].detach().double().reshape(()) for k in names])
+    if ddp.world_size > 1:
+        values = values.to(next(iter(metrics.values())).device)
+        dist.all_reduce(values)
+    out = dict(zip(names, values.tolist(), strict=True))
+    out["lm_loss_sum"] = out.get("lm_loss", 0.0)
+    return out
+
+
+def _summarise(m: dict[str, float]) -> dict[str, float]:
+    """Sums over halted examples -> means (loss per example of the batch)."""
+    count = max(m.get("count", 0.0), 1.0)
+    out = {"count": m.get("count", 0.0)}
+    for key in ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps"):
+        if key in m:
+            out[key] = m[key] / count
+    for key in ("lm_loss", "q_halt_loss", "q_continue_loss"):
+        if key in m:
+            out[key] = m[key]
+    return out
+
+
+def _evaluate_and_log(model, ema, data, cfg: TrainConfig, local_batch: int, device, ddp: Dist, logger,
+                      step: int) -> dict[str, Any]:
+    from trm.evaluate import evaluate
+
+    context = ema.swapped_in(model) if ema is not None else _null()
+    with context:
+        result = evaluate(model, data.test_batches(local_batch, rank=ddp.rank, world_size=ddp.world_size),
+                          device=device, loss_type=cfg.loss_type, max_batches=cfg.eval_max_batches,
+                          reduce=ddp.world_size > 1)
+    model.train()
+    logger.log(step, {f"eval/{k}": v for k, v in result.flat().items()}, kind="eval")
+    return result.flat()
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _restore(ckpt: Path, model, optimizer, emb_optimizer, ema, sampler, generator, device):
+    from trm.checkpoint import _load_tensors, read_meta
+
+    meta = read_meta(ckpt)
+    model.load_state_dict(_load_tensors(ckpt / "model.safetensors"))
+    state = load_train_state(ckpt)
+    optimizer.load_state_dict(state["optimizer"])
+    if emb_optimizer is not None and state.get("emb_optimizer"):
+        emb_optimizer.load_state_dict(state["emb_optimizer"])
+    if ema is not None and state.get("ema"):
+        ema.load_state_dict(state["ema"])
+    sampler.load_state_dict(state["sampler"])
+    set_rng_state(state["rng"], generator)
+    return int(meta["step"]), load_carry(state["carry"], device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Recipes
+
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+def list_recipes() -> dict[str, str]:
+    """Recipe name -> its first comment line."""
+    out = {}
+    for path in sorted(RECIPES_DIR.glob("*.yaml")):
+        first = next((ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")), "")
+        out[path.stem] = first
+    return out
+
+
+def _parse_value(text: str) -> Any:
+    """A command-line value as YAML would read it, except that `3e-4` is a number (YAML 1.1 says string)."""
+    import yaml
+
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """A recipe (a name from `trm recipes` or a YAML path) with dotted `key=value` overrides."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not path.is_file():
+        path = RECIPES_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"no recipe {name_or_path!r}: not a file, and not one of {sorted(list_recipes())}")
+    values = yaml.safe_load(path.read_text()) or {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value (e.g. model.hidden_size=256)")
+        key, text = item.split("=", 1)
+        node = values
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _parse_value(text)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    return TrainConfig(**values)
+
+
+def main_train(recipe: str, overrides: list[str], resume: bool = False) -> int:
+    cfg = load_recipe(recipe, overrides)
+    try:
+        result = train(cfg, resume=resume, progress=sys.stderr.isatty())
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    print(json.dumps(result, indent=1, default=str))
+    return 0

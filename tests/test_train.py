@@ -1,0 +1,208 @@
+"""Training: resume equals an uninterrupted run, two processes equal one, checkpoints survive a
+kill, faults stop the run cleanly, recipes load, a run learns."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from datasets import write_copy_task
+
+from trm.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, load_train_state
+from trm.models.config import ConfigError
+from trm.train import NonFiniteLoss, TrainConfig, list_recipes, load_recipe, train
+
+MODEL = dict(arch="trm", hidden_size=32, num_heads=2, T=2, n=2, layers=1, puzzle_emb_ndim=32, puzzle_emb_len=1,
+             halt_max_steps=3, halt_exploration_prob=0.0)
+
+
+def _cfg(tmp_path: Path, run: str, **changes) -> TrainConfig:
+    data = tmp_path / "data"
+    if not data.exists():
+        write_copy_task(data)
+    values = dict(data=str(data), run_dir=str(tmp_path / run), model=MODEL, global_batch_size=8, steps=8, lr=3e-3,
+                  lr_warmup_steps=3, lr_min_ratio=0.1, log_every=100, eval_max_batches=1, puzzle_emb_lr=1e-2,
+                  device="cpu", dtype="float32", compile="off")
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    ckpt = latest_checkpoint(run_dir)
+    assert ckpt is not None
+    return {**load_file(ckpt / "model.safetensors"), **{f"ema.{k}": v for k, v in
+                                                       load_file(ckpt / "ema.safetensors").items()}}
+
+
+def _losses(run_dir: Path) -> list[float]:
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["lm_loss"] for r in lines if r["kind"] == "train"]
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    # Exploration on, so the random state of halting must survive the resume too.
+    cfg_full = _cfg(tmp_path, "full", log_every=1, model={**MODEL, "halt_exploration_prob": 0.5})
+    train(cfg_full, progress=False)
+    cfg_split = _cfg(tmp_path, "split", log_every=1, model={**MODEL, "halt_exploration_prob": 0.5})
+    first = train(cfg_split, progress=False, stop_after=3)
+    assert first == {"step": 3, "interrupted": True}
+    train(cfg_split, resume=True, progress=False)
+    assert _losses(tmp_path / "split") == _losses(tmp_path / "full")
+    full, split = _weights(tmp_path / "full"), _weights(tmp_path / "split")
+    assert full.keys() == split.keys()
+    for k in full:
+        assert torch.equal(full[k], split[k]), k
+
+
+def _worker(rank: int, cfg: TrainConfig, port: int) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    try:
+        train(cfg, progress=False)
+    finally:
+        import torch.distributed as dist
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    single = _cfg(tmp_path, "single", log_every=1, steps=20)
+    train(single, progress=False)
+    double = _cfg(tmp_path, "double", log_every=1, steps=20)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_worker, args=(double, port), nprocs=2, join=True)
+    a, b = _losses(tmp_path / "single"), _losses(tmp_path / "double")
+    assert len(a) == len(b) == 20
+    torch.testing.assert_close(torch.tensor(a), torch.tensor(b), rtol=1e-5, atol=1e-6)
+    wa, wb = _weights(tmp_path / "single"), _weights(tmp_path / "double")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+_KILL_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+from trm.train import TrainConfig, train
+cfg = TrainConfig(**{cfg!r})
+train(cfg, progress=False)
+"""
+
+
+def _spawn_run(tmp_path: Path, cfg: TrainConfig) -> subprocess.Popen:
+    script = _KILL_SCRIPT.format(tests=str(Path(__file__).parent), cfg=cfg.to_dict())
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_sigkill_while_checkpointing_leaves_the_previous_checkpoint_loadable(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "killed", steps=100000, checkpoint_every=1,
+               model={**MODEL, "hidden_size": 64, "num_heads": 2})
+    run_dir = Path(cfg.run_dir)
+    proc = _spawn_run(tmp_path, cfg)
+    try:
+        deadline = time.time() + 120
+        while latest_checkpoint(run_dir) is None or len(list(run_dir.glob("step_*"))) < 3:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.time() < deadline
+            time.sleep(0.05)
+        # Kill at arbitrary moments of a loop that writes a checkpoint every step.
+        time.sleep(0.37)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    loaded = load_checkpoint(run_dir)
+    assert loaded.meta["step"] >= 1
+    assert load_train_state(loaded.path)["sampler"]["epoch"] >= 0
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "terminated", steps=100000)
+    proc = _spawn_run(tmp_path, cfg)
+    run_dir = Path(cfg.run_dir)
+    deadline = time.time() + 120
+    while not (run_dir / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    loaded = load_checkpoint(run_dir)
+    assert loaded.meta["step"] > 0
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "diverged", steps=50, checkpoint_every=2)
+    import trm.train as t
+
+    original = t.act_loss
+    calls = {"n": 0}
+
+    def poisoned(carry, out, loss_type="stablemax"):
+        calls["n"] += 1
+        result = original(carry, out, loss_type)
+        if calls["n"] == 5:
+            result.total = result.total * float("nan")
+            result.metrics["lm_loss"] = result.metrics["lm_loss"] * float("nan")
+        return result
+
+    t.act_loss = poisoned
+    try:
+        with pytest.raises(NonFiniteLoss, match="step 5"):
+            train(cfg, progress=False)
+    finally:
+        t.act_loss = original
+    loaded = load_checkpoint(cfg.run_dir)
+    assert loaded.meta["step"] == 4
+    assert all(torch.isfinite(v).all() for v in loaded.model.state_dict().values())
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "corrupt", steps=2)
+    train(cfg, progress=False)
+    ckpt = latest_checkpoint(cfg.run_dir)
+    assert ckpt is not None
+    (ckpt / "ema.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(CheckpointError, match="ema.safetensors: cannot read weights"):
+        load_checkpoint(ckpt)
+    (ckpt / "config.json").write_text("{")
+    with pytest.raises(CheckpointError, match="config.json: corrupt JSON"):
+        load_checkpoint(ckpt)
+
+
+def test_every_shipped_recipe_loads_and_its_model_validates() -> None:
+    from trm.models import config_from_dict
+
+    recipes = list_recipes()
+    assert {"sudoku-extreme-mlp", "maze-hard", "arc-agi-1", "hrm-sudoku-extreme"} <= set(recipes)
+    for name, about in recipes.items():
+        assert about, f"{name}: needs a first comment line"
+        cfg = load_recipe(name)
+        config_from_dict({"vocab_size": 12, "seq_len": 81, "num_puzzle_identifiers": 10, **cfg.model})
+    cfg = load_recipe("maze-hard", ["model.hidden_size=256", "lr=3e-4", "steps=10"])
+    assert cfg.model["hidden_size"] == 256 and cfg.lr == 3e-4 and cfg.steps == 10
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_recipe("maze-hard", ["learning_rate=1"])
+    with pytest.raises(ConfigError, match="no recipe"):
+        load_recipe("not-a-recipe")
+
+
+@pytest.mark.slow
+def test_a_small_run_learns(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, "learns", steps=300, lr_warmup_steps=20, lr_min_ratio=1.0, global_batch_size=16,
+               eval_max_batches=None, ema=False)
+    result = train(cfg, progress=False)
+    assert result["all/exact_accuracy"] > 0.8  # chance is (1/4)^6
