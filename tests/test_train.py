@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from datasets import write_copy_task
+from tiny_data import write_copy_task
 
 from trm.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, load_train_state
 from trm.models.config import ConfigError
