@@ -206,3 +206,24 @@ def test_a_small_run_learns(tmp_path: Path) -> None:
                eval_max_batches=None, ema=False)
     result = train(cfg, progress=False)
     assert result["all/exact_accuracy"] > 0.8  # chance is (1/4)^6
+
+
+def test_fine_tuning_starts_from_a_reference_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint in the reference's layout (names, packing, compile prefix) seeds a run."""
+    import yaml
+    from test_models import _reference_state
+
+    from trm.models import build_model, config_from_dict
+
+    cfg = _cfg(tmp_path, "finetune", steps=1, lr=0.0, puzzle_emb_lr=0.0, ema=False)
+    model = build_model(config_from_dict({**MODEL, "vocab_size": 6, "seq_len": 6, "num_puzzle_identifiers": 2}))
+    torch.save(_reference_state(model), tmp_path / "step_500")
+    arch = {"name": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1", "H_cycles": 2, "L_cycles": 2,
+            "H_layers": 0, "L_layers": 1, "hidden_size": 32, "num_heads": 2, "expansion": 4, "pos_encodings": "rope",
+            "puzzle_emb_ndim": 32, "puzzle_emb_len": 1, "halt_max_steps": 3, "halt_exploration_prob": 0.0,
+            "forward_dtype": "float32", "seq_len": 6}
+    (tmp_path / "all_config.yaml").write_text(yaml.safe_dump({"arch": arch}))
+    train(TrainConfig(**{**cfg.to_dict(), "init_from": str(tmp_path / "step_500")}), progress=False)
+    trained = load_checkpoint(cfg.run_dir, use_ema=False).model.state_dict()
+    for name, value in model.state_dict().items():
+        assert torch.equal(trained[name], value), name  # lr 0: the weights are exactly the imported ones

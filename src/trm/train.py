@@ -77,6 +77,9 @@ class TrainConfig:
     """Save every this many steps (0: only at the end and on interruption)."""
     log_every: int = 10
     """Steps between metric lines."""
+    init_from: str | None = None
+    """Start from these weights (fine-tuning): one of our checkpoint folders, or a checkpoint file
+    saved by the reference implementation (with its all_config.yaml beside it)."""
     seed: int = 0
     device: str = "auto"
     """cpu, cuda, mps, or auto (cuda > mps > cpu)."""
@@ -218,6 +221,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     model_cfg = config_from_dict({**data.model_fields(), **cfg.model})
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model: ACTModel = build_model(model_cfg, dtype=dtype, device=device)
+    if cfg.init_from:
+        model.load_state_dict(_initial_weights(cfg.init_from))
     sampler = data.train_sampler(cfg.global_batch_size, rank=ddp.rank, world_size=ddp.world_size, seed=cfg.seed)
     total_steps = cfg.steps or max(1, int(cfg.epochs * data.steps_per_epoch(cfg.global_batch_size)))
 
@@ -320,6 +325,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
         for s, h in old_handlers.items():
             signal.signal(s, h)
         logger.close()
+
+
+def _initial_weights(source: str) -> dict[str, torch.Tensor]:
+    """Weights to start from: our checkpoint (its EMA weights when present) or a reference checkpoint."""
+    from trm.checkpoint import load_checkpoint
+    from trm.convert import load_reference_checkpoint
+
+    path = Path(source)
+    if path.is_dir():
+        return load_checkpoint(path).model.state_dict()
+    return load_reference_checkpoint(path).state_dict()
 
 
 def _maybe_compile(model: ACTModel, mode: str, device: torch.device):
