@@ -72,6 +72,7 @@ def _worker(rank: int, cfg: TrainConfig, port: int) -> None:
     finally:
         import torch.distributed as dist
         if dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
 

@@ -317,9 +317,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
             if stop["signal"] is not None:
                 logger.message(f"stopping at step {step} ({stop['signal']}): saving a checkpoint")
                 checkpoint()
+                if ddp.world_size > 1:
+                    dist.barrier()
                 return {"step": step, "interrupted": True}
         checkpoint()
         final = _evaluate_and_log(model, ema, data, cfg, local_batch, device, ddp, logger, step)
+        if ddp.world_size > 1:
+            dist.barrier()  # nobody tears the group down while rank 0 still writes
         return {"step": step, **final}
     finally:
         for s, h in old_handlers.items():
