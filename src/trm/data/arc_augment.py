@@ -131,18 +131,25 @@ def encode_grid(grid: np.ndarray, offset: tuple[int, int] = (0, 0)) -> np.ndarra
     return canvas.reshape(-1)
 
 
-def crop_size(tokens: np.ndarray) -> tuple[int, int]:
-    """(rows, columns) of the largest top-left rectangle holding only colour tokens."""
-    canvas = np.asarray(tokens).reshape(CANVAS, CANVAS)
+def crop_sizes(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows [B], columns [B]) of the largest top-left rectangle holding only colour tokens, per canvas
+    of `tokens` [B, 900]; (0, 0) where there is none."""
+    canvas = np.asarray(tokens).reshape(-1, CANVAS, CANVAS)
     colour = (canvas >= COLOUR_OFFSET) & (canvas < VOCAB_SIZE)
-    # run of colour tokens from column 0 in each row, then narrowed by every row above
-    run = np.where(colour.all(axis=1), CANVAS, np.argmin(colour, axis=1))
-    width = np.minimum.accumulate(run)
+    # run of colour tokens from column 0 in each row, narrowed by every row above it
+    run = np.where(colour.all(axis=2), CANVAS, np.argmin(colour, axis=2))
+    width = np.minimum.accumulate(run, axis=1)
     area = width * np.arange(1, CANVAS + 1)
-    best = int(np.argmax(area))
-    if area[best] == 0:
-        return 0, 0
-    return best + 1, int(width[best])
+    best = np.argmax(area, axis=1)  # the first largest, as the reference evaluator
+    w = np.take_along_axis(width, best[:, None], axis=1)[:, 0]
+    h = np.where(w > 0, best + 1, 0)
+    return h, w
+
+
+def crop_size(tokens: np.ndarray) -> tuple[int, int]:
+    """(rows, columns) of the largest top-left rectangle holding only colour tokens of one canvas."""
+    h, w = crop_sizes(np.asarray(tokens).reshape(1, -1))
+    return int(h[0]), int(w[0])
 
 
 def decode_grid(tokens: np.ndarray) -> np.ndarray:
