@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
-from trm.layers import InputEmbedding
+from trm.layers import CosSin, InputEmbedding
 from trm.models.config import ModelConfig
 
 State = dict[str, Tensor]
@@ -71,6 +72,17 @@ class ACTModel(nn.Module):
     """Halt on q_halt > q_continue (HRM's Q-learning) rather than on q_halt > 0 (TRM's default)."""
     continue_target: bool
     """Compute the bootstrapped target that trains q_continue (one more no-grad step)."""
+    activation_checkpointing: bool = False
+    """Runtime switch: keep only the inputs of each application of a network that records gradients
+    and recompute its activations in the backward pass (less memory, one more forward of the
+    last recursion). Gradients are unchanged."""
+
+    def apply_net(self, net: nn.Module, h: Tensor, injection: Tensor | None, cos_sin: CosSin | None) -> Tensor:
+        """`net(h, injection, cos_sin)`, checkpointed when the switch is on and gradients are recorded."""
+        if self.activation_checkpointing and torch.is_grad_enabled():
+            out: Tensor = checkpoint(net, h, injection, cos_sin, use_reentrant=False)
+            return out
+        return net(h, injection, cos_sin)
 
     def initial_state(self, batch_size: int, device: torch.device) -> State:
         raise NotImplementedError

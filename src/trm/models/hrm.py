@@ -100,8 +100,8 @@ class HRM(ACTModel):
                         z_L = self.L_net(z_L, z_H + x, cos_sin)
                 if h != c.H_cycles - 1:
                     z_H = self.H_net(z_H, z_L, cos_sin)
-        z_L = self.L_net(z_L, z_H + x, cos_sin)  # the 1-step gradient
-        z_H = self.H_net(z_H, z_L, cos_sin)
+        z_L = self.apply_net(self.L_net, z_L, z_H + x, cos_sin)  # the 1-step gradient
+        z_H = self.apply_net(self.H_net, z_H, z_L, cos_sin)
 
         logits = self.lm_head(z_H)[:, self.prefix_len:]
         q = self.q_head(z_H[:, 0]).float()

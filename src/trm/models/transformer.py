@@ -73,7 +73,7 @@ class Transformer(ACTModel):
     def step(self, state: State, batch: Batch) -> tuple[State, Tensor, Tensor, Tensor]:
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"], self.dtype)
         cos_sin = self.rotary() if self.rotary is not None else None
-        h = self.net(state["h"], x, cos_sin)
+        h = self.apply_net(self.net, state["h"], x, cos_sin)
         logits = self.lm_head(h)[:, self.prefix_len:]
         q = self.q_head(h[:, 0]).float()
         return {"h": h.detach()}, logits, q[..., 0], q[..., 1]

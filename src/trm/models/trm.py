@@ -113,15 +113,15 @@ class TRM(ACTModel):
         for i in range(self.config.n):
             with torch.set_grad_enabled(torch.is_grad_enabled() and not (
                     last and self.config.one_step_grad and i < self.config.n - 1)):
-                z = self.net(z, y + x, cos_sin)
-        return f_y(y, z, cos_sin), z
+                z = self.apply_net(self.net, z, y + x, cos_sin)
+        return self.apply_net(f_y, y, z, cos_sin), z
 
     def recursion_single_z(self, x: Tensor, z: Tensor, cos_sin: CosSin | None, last: bool = False) -> Tensor:
         for i in range(self.config.n):
             with torch.set_grad_enabled(torch.is_grad_enabled() and not (
                     last and self.config.one_step_grad and i < self.config.n - 1)):
-                z = self.net(z, x, cos_sin)
-        return self.net(z, None, cos_sin)
+                z = self.apply_net(self.net, z, x, cos_sin)
+        return self.apply_net(self.net, z, None, cos_sin)
 
     def step(self, state: State, batch: Batch) -> tuple[State, Tensor, Tensor, Tensor]:
         T = self.config.T
