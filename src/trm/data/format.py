@@ -348,7 +348,7 @@ def _check_set(folder: Path, set_name: str, a: SetArrays, meta: DatasetMetadata)
     problems += _check_offsets(p["puzzle_indices"], a.puzzle_indices, a.num_examples, "examples of each puzzle")
     if a.puzzle_indices.shape[0] != a.num_puzzles + 1:
         problems.append(f"{p['puzzle_indices']}: {a.puzzle_indices.shape[0]} entries, expected puzzles + 1 = "
-                        f"{a.num_puzzles + 1} ({p['puzzle_identifiers'].name} has {a.num_puzzles} puzzles)")
+                        f"{a.num_puzzles + 1} ({p['puzzle_identifiers']} has {a.num_puzzles} puzzles)")
     problems += _check_offsets(p["group_indices"], a.group_indices, a.num_puzzles, "puzzles of each group")
     ids = a.puzzle_identifiers
     if ids.size and (ids.min() < 0 or ids.max() >= meta.num_puzzle_identifiers):
