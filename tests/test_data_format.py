@@ -8,8 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trm.data.format import (DataError, SplitBuilder, find_problems, load_dataset, make_split, validate_dataset,
-                             write_dataset)
+from trm.data.format import (
+    DataError,
+    SplitBuilder,
+    find_problems,
+    load_dataset,
+    make_split,
+    validate_dataset,
+    write_dataset,
+)
 
 
 def _dataset(root: Path, seed: int = 0) -> Path:
