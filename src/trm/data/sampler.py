@@ -144,7 +144,7 @@ class TestBatch(NamedTuple):
     """Real (unpadded) rows of this process's batch; rows from `real_rows` on are padding."""
 
 
-def test_batches(split: Split, local_batch_size: int, *, rank: int = 0, world_size: int = 1) -> Iterator[TestBatch]:
+def iter_test_batches(split: Split, local_batch_size: int, *, rank: int = 0, world_size: int = 1) -> Iterator[TestBatch]:
     """Every example of every set once, in order: global batches of local_batch_size * world_size rows,
     process r taking rows [r * local, (r + 1) * local); short batches padded to local_batch_size."""
     if local_batch_size <= 0 or not 0 <= rank < world_size:
@@ -187,7 +187,7 @@ class PuzzleData:
     def test_batches(self, local_batch_size: int, *, rank: int = 0, world_size: int = 1) -> Iterator[TestBatch]:
         if self.dataset.test is None:
             raise DataError(f"{self.dataset.root}: no test/ split to evaluate on")
-        return test_batches(self.dataset.test, local_batch_size, rank=rank, world_size=world_size)
+        return iter_test_batches(self.dataset.test, local_batch_size, rank=rank, world_size=world_size)
 
 
 def open_dataset(root: str | Path) -> PuzzleData:
