@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Command modules, in the order `trm --help` lists them.
-COMMANDS: list[str] = ["train", "eval", "build"]
+COMMANDS: list[str] = ["demo", "build", "train", "eval"]
 
 
 def build_parser() -> argparse.ArgumentParser:

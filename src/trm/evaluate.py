@@ -23,8 +23,8 @@ from torch import Tensor
 from trm.loss import IGNORE_LABEL_ID
 from trm.models import ACTModel
 
-TestBatch = tuple[str, dict[str, np.ndarray]]
-"""(set name, batch); padding rows carry no labels (all IGNORE_LABEL_ID) and are not counted."""
+TestBatch = tuple[Any, ...]
+"""(set name, batch, ...); padding rows carry no labels (all IGNORE_LABEL_ID) and are not counted."""
 
 
 @dataclass
@@ -117,7 +117,8 @@ def evaluate(model: ACTModel, batches: Iterable[TestBatch], *, device: torch.dev
     budget = steps or model.halt_max_steps
     model.eval()
     sets: dict[str, SetResult] = {}
-    for i, (name, np_batch) in enumerate(batches):
+    for i, item in enumerate(batches):
+        name, np_batch = item[0], item[1]
         if max_batches is not None and i >= max_batches:
             break
         batch = {k: torch.as_tensor(np.asarray(v)).to(device) for k, v in np_batch.items()}

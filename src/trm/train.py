@@ -205,7 +205,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     `stop_after` ends this invocation after that many steps with a checkpoint, as an interruption
     would (the schedule still spans the whole run), so that `resume=True` can continue it.
     """
-    from trm.data.loader import open_dataset
+    from trm.data.sampler import open_dataset
     from trm.logging import MetricLogger
     from trm.optim import EMA, AdamATan2, SignSGDEmbedding, cosine_schedule_with_warmup
 

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
 
     from trm.checkpoint import latest_checkpoint, load_checkpoint, read_meta
     from trm.data import sudoku
-    from trm.data.loader import open_dataset
+    from trm.data.sampler import open_dataset
     from trm.evaluate import evaluate
     from trm.train import load_recipe, train
 
@@ -137,7 +137,7 @@ def demo_examples(model, data, count: int) -> list[dict]:
 
     from trm.evaluate import run_steps
 
-    _, batch = next(iter(data.test_batches(count)))
+    batch = next(iter(data.test_batches(count)))[1]
     tensors = {k: torch.as_tensor(v) for k, v in batch.items()}
     _, _, _, trace = run_steps(model, tensors, model.halt_max_steps)
     labels = batch["labels"]

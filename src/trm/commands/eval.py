@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trm.checkpoint import load_checkpoint
-    from trm.data.loader import open_dataset
+    from trm.data.sampler import open_dataset
     from trm.evaluate import evaluate
     from trm.train import pick_device
 
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     data = open_dataset(data_dir)
     batches = data.test_batches(args.batch_size)
     if args.blank_ids:
-        batches = ((name, {**b, "puzzle_identifiers": b["puzzle_identifiers"] * 0}) for name, b in batches)
+        batches = ((item[0], {**item[1], "puzzle_identifiers": item[1]["puzzle_identifiers"] * 0}) for item in batches)
     result = evaluate(loaded.model, batches, device=device, steps=args.steps, policy=args.policy,
                       max_batches=args.max_batches)
     report = {"checkpoint": str(loaded.path), "data": str(data_dir), "blank_ids": args.blank_ids,
