@@ -144,7 +144,8 @@ class TestBatch(NamedTuple):
     """Real (unpadded) rows of this process's batch; rows from `real_rows` on are padding."""
 
 
-def iter_test_batches(split: Split, local_batch_size: int, *, rank: int = 0, world_size: int = 1) -> Iterator[TestBatch]:
+def iter_test_batches(split: Split, local_batch_size: int, *, rank: int = 0,
+                      world_size: int = 1) -> Iterator[TestBatch]:
     """Every example of every set once, in order: global batches of local_batch_size * world_size rows,
     process r taking rows [r * local, (r + 1) * local); short batches padded to local_batch_size."""
     if local_batch_size <= 0 or not 0 <= rank < world_size:
