@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Command modules, in the order `trm --help` lists them.
-COMMANDS: list[str] = ["demo", "build", "train", "eval"]
+COMMANDS: list[str] = ["demo", "build", "train", "eval", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
