@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if not data_dir:
         raise SystemExit(f"{loaded.path}: no dataset recorded; pass --data DIR")
     data = open_dataset(data_dir)
-    batches = data.test_batches(args.batch_size)
+    batches: Iterable[tuple[Any, ...]] = data.test_batches(args.batch_size)
     if args.blank_ids:
         batches = ((item[0], {**item[1], "puzzle_identifiers": item[1]["puzzle_identifiers"] * 0}) for item in batches)
     result = evaluate(loaded.model, batches, device=device, steps=args.steps, policy=args.policy,
