@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from trm.layers import CosSin, InputEmbedding
+from trm.layers import CosSin, InputEmbedding, Linear, RotaryEmbedding
 from trm.models.config import ModelConfig
 
 State = dict[str, Tensor]
@@ -83,6 +83,29 @@ class ACTModel(nn.Module):
             out: Tensor = checkpoint(net, h, injection, cos_sin, use_reentrant=False)
             return out
         return net(h, injection, cos_sin)
+
+    def _init_inputs(self, config: ModelConfig, dtype: torch.dtype, *, halt_on_continue: bool,
+                     continue_target: bool) -> None:
+        """What every model builds first: halting settings, the input embedding x, rotary tables."""
+        c = config
+        self.config, self.dtype, self.prefix_len = c, dtype, c.prefix_len
+        self.halt_max_steps, self.halt_exploration_prob = c.halt_max_steps, c.halt_exploration_prob
+        self.halt_on_continue, self.continue_target = halt_on_continue, continue_target
+        self.embed = InputEmbedding(
+            vocab_size=c.vocab_size, hidden_size=c.hidden_size, seq_len=c.seq_len, prefix_len=c.prefix_len,
+            num_puzzle_identifiers=c.num_puzzle_identifiers, puzzle_emb_ndim=c.puzzle_emb_ndim,
+            pos_encodings=c.pos_encodings)
+        self.rotary = (RotaryEmbedding(c.hidden_size // c.num_heads, c.positions, c.rope_theta)
+                       if c.pos_encodings == "rope" else None)
+
+    def _init_heads(self) -> None:
+        """The output heads: lm_head (untied) and the halting head (2 logits: halt, continue)."""
+        c = self.config
+        self.lm_head = Linear(c.hidden_size, c.vocab_size)
+        self.q_head = Linear(c.hidden_size, 2, bias=True)
+        with torch.no_grad():  # start the halting head near "never halt", for stable bootstrapping
+            self.q_head.weight.zero_()
+            self.q_head.bias.fill_(-5.0)  # type: ignore[union-attr]
 
     def initial_state(self, batch_size: int, device: torch.device) -> State:
         raise NotImplementedError

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from trm.layers import Block, InputEmbedding, Linear, RotaryEmbedding, Stack, trunc_normal_
+from trm.layers import Block, Stack, trunc_normal_
 from trm.models.act import ACTModel, Batch, State
 from trm.models.config import ModelConfig
 
@@ -42,24 +42,10 @@ class Transformer(ACTModel):
     def __init__(self, config: TransformerConfig, *, dtype: torch.dtype = torch.float32,
                  device: torch.device | str | None = None) -> None:
         super().__init__()
-        self.config = c = config
-        self.dtype = dtype
-        self.halt_max_steps, self.halt_exploration_prob = c.halt_max_steps, c.halt_exploration_prob
-        self.halt_on_continue, self.continue_target = c.halt_on_continue, c.act_continue
-        self.prefix_len = c.prefix_len
-
-        self.embed = InputEmbedding(
-            vocab_size=c.vocab_size, hidden_size=c.hidden_size, seq_len=c.seq_len, prefix_len=c.prefix_len,
-            num_puzzle_identifiers=c.num_puzzle_identifiers, puzzle_emb_ndim=c.puzzle_emb_ndim,
-            pos_encodings=c.pos_encodings)
-        self.rotary = (RotaryEmbedding(c.hidden_size // c.num_heads, c.positions, c.rope_theta)
-                       if c.pos_encodings == "rope" else None)
+        c = config
+        self._init_inputs(c, dtype, halt_on_continue=c.halt_on_continue, continue_target=c.act_continue)
         self.net = Stack([Block(c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps) for _ in range(c.layers)])
-        self.lm_head = Linear(c.hidden_size, c.vocab_size)
-        self.q_head = Linear(c.hidden_size, 2, bias=True)
-        with torch.no_grad():
-            self.q_head.weight.zero_()
-            self.q_head.bias.fill_(-5.0)  # type: ignore[union-attr]
+        self._init_heads()
         self.register_buffer("h_init", trunc_normal_(torch.empty(c.hidden_size), std=1.0))
         self.to(device)
 
