@@ -57,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if ckpt is not None and read_meta(ckpt)["step"] >= (cfg.steps or 0):
         print(f"   reusing {ckpt}")
     else:
-        train(cfg, resume=ckpt is not None, progress=True)
+        if train(cfg, resume=ckpt is not None, progress=True).get("interrupted"):
+            print("   interrupted: run `make demo` again to continue from the saved checkpoint")
+            return 130
         ckpt = latest_checkpoint(run_dir)
     assert ckpt is not None
     model = load_checkpoint(ckpt).model.eval()  # EMA weights
