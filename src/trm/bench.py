@@ -255,35 +255,42 @@ def bench_optimizers(shape: Shape, device: torch.device, runs: int) -> list[Row]
     return rows
 
 
-def bench_inference(shape: Shape, dtype: torch.dtype, device: torch.device, runs: int,
+def bench_inference(shape: Shape, dtype: torch.dtype, device: torch.device,
                     exit_fraction: float = 0.5) -> list[Row]:
     """Puzzles/s at evaluation: N_sup supervision steps under eval() and no_grad.
 
-    Each of `runs` evaluation passes is timed whole. Early exit (stop a batch once every q_halt > 0)
-    depends on a trained halting head, so it is simulated: the batch is assumed to stop after
-    `exit_fraction` x N_sup steps, and each step pays for the halting check (a device sync)."""
+    One evaluation pass is run with every supervision step timed (after one warm-up step): the
+    N_sup step times are the runs, and the rate is batch / (N_sup x step time). Early exit (stop a
+    batch once every q_halt > 0) depends on a trained halting head, so it is simulated: the batch
+    stops after `exit_fraction` x N_sup steps, each of which pays for the halting check (a sync)."""
     torch.manual_seed(0)
     model = build_model(shape.config, dtype=dtype, device=device).eval()
     batch = make_batch(shape.config, shape.batch, device)
     n_sup = shape.config.halt_max_steps
     n_early = max(1, round(exit_fraction * n_sup))
 
-    def evaluate(steps: int, check: bool) -> None:
+    def step_times(steps: int, check: bool) -> list[float]:
+        times = []
         with torch.no_grad():
             carry = model.initial_carry(batch)
             for _ in range(steps):
+                start = time.perf_counter()
                 carry, out = model(carry, batch)
-                if check and bool((out.q_halt > 0).all()):
-                    break
+                if check:
+                    bool((out.q_halt > 0).all())  # the decision to stop; never true untrained
+                _sync(device)
+                times.append(time.perf_counter() - start)
+        return times
 
     name = {torch.float32: "fp32", torch.bfloat16: "bf16"}[dtype]
-    evaluate(1, False)  # warm-up: one step is enough to reach the steady state of every kernel
-    full = time_runs(lambda: evaluate(n_sup, False), warmup=0, runs=runs, device=device)
-    early = time_runs(lambda: evaluate(n_early, True), warmup=0, runs=runs, device=device)
+    step_times(1, False)  # warm-up
+    full = [n_sup * t for t in step_times(n_sup, False)]
+    early = [n_early * t for t in step_times(n_early, True)]
     return [rate_row(f"infer.{shape.name}.{name}", f"eval, {n_sup} steps", "puzzles/s", shape.batch, full,
-                     batch=shape.batch),
+                     batch=shape.batch, runs_are="supervision steps"),
             rate_row(f"infer.{shape.name}.{name}.early_exit", f"eval, exit after {n_early} steps (simulated)",
-                     "puzzles/s", shape.batch, early, batch=shape.batch, simulated_exit_fraction=exit_fraction)]
+                     "puzzles/s", shape.batch, early, batch=shape.batch, simulated_exit_fraction=exit_fraction,
+                     runs_are="supervision steps")]
 
 
 # ---------------------------------------------------------------- memory (in a subprocess)
@@ -345,11 +352,14 @@ def memory_rows(shape: Shape, mode: str, device: torch.device, runs: int) -> lis
 
 
 @contextmanager
-def _announce(name: str) -> Iterator[None]:
-    start = time.perf_counter()
+def _announce(name: str, rows: list[Row]) -> Iterator[None]:
+    """Progress on stderr: the part's name, its time, and its rows as soon as they are measured."""
+    start, before = time.perf_counter(), len(rows)
     print(f"  {name} ...", end="", flush=True, file=sys.stderr)
     yield
     print(f" {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    for row in rows[before:]:
+        print("    " + format_row(row), file=sys.stderr, flush=True)
 
 
 def run_benchmarks(quick: bool = False, only: str | None = None, device: torch.device | None = None) -> list[Row]:
@@ -362,7 +372,7 @@ def run_benchmarks(quick: bool = False, only: str | None = None, device: torch.d
         return only is None or only in name
 
     ceiling = None
-    with _announce("ceilings"):
+    with _announce("ceilings", rows):
         size = 2048 if device.type == "cpu" else 8192
         for dtype in (torch.float32, torch.bfloat16):
             row = bench_matmul(dtype, size, runs, device)
@@ -379,23 +389,23 @@ def run_benchmarks(quick: bool = False, only: str | None = None, device: torch.d
         shape = SHAPE_BY_NAME[shape_name]
         if (quick and not shape.quick) or not wanted(f"train.{shape_name}.{mode}"):
             continue
-        with _announce(f"train.{shape_name}.{mode}"):
+        with _announce(f"train.{shape_name}.{mode}", rows):
             rows.append(bench_training(shape, mode, device, ceiling, runs))
     if wanted("optim"):
-        with _announce("optim"):
+        with _announce("optim", rows):
             rows += bench_optimizers(SHAPE_BY_NAME["trm_mlp"], device, runs=5)
     if wanted("train.trm_mlp.bf16.ckpt"):
-        with _announce("train.trm_mlp.bf16.ckpt"):
+        with _announce("train.trm_mlp.bf16.ckpt", rows):
             rows.append(bench_training(SHAPE_BY_NAME["trm_mlp"], "bf16", device, ceiling, runs, checkpointing=True))
 
     for shape_name in ("trm_mlp",) if quick else ("trm_mlp", "trm_att"):
         if wanted(f"infer.{shape_name}"):
-            with _announce(f"infer.{shape_name}"):
-                rows += bench_inference(SHAPE_BY_NAME[shape_name], torch.bfloat16, device, runs=2 if quick else 3)
+            with _announce(f"infer.{shape_name}", rows):
+                rows += bench_inference(SHAPE_BY_NAME[shape_name], torch.bfloat16, device)
 
     for mode in ("bf16",) if quick else ("bf16", "fp32"):
         if wanted(f"memory.trm_mlp.{mode}"):
-            with _announce(f"memory.trm_mlp.{mode}"):
+            with _announce(f"memory.trm_mlp.{mode}", rows):
                 rows += memory_rows(SHAPE_BY_NAME["trm_mlp"], mode, device, runs=1 if quick else 3)
 
     if wanted("data"):
@@ -410,7 +420,7 @@ def _data_rows(quick: bool) -> list[Row]:
     except ImportError:
         print("  data: trm.data.bench not available, skipped", file=sys.stderr)
         return []
-    with _announce("data"):
+    with _announce("data", []):
         found = data_benchmarks(quick)
     return [_as_row(r) for r in found]
 
@@ -440,20 +450,23 @@ def machine() -> dict[str, Any]:
 
 def format_table(rows: list[Row]) -> str:
     """A fixed-width table: median, min-max, runs and the derived figures of each row."""
-    lines = [f"{'benchmark':38} {'unit':18} {'median':>9} {'min-max':>17} {'runs':>4}  notes"]
-    for r in rows:
-        notes = []
-        if "mfu_vs_bf16_ceiling" in r.extra:
-            notes.append(f"MFU {100 * r.extra['mfu_vs_bf16_ceiling']:.1f}% ({r.extra['achieved_gflops']:.0f} GFLOP/s)")
-        if "speedup_vs_reference" in r.extra:
-            notes.append(f"{r.extra['speedup_vs_reference']:.2f}x reference {r.extra['reference']:g}")
-        if "saving_x" in r.extra:
-            notes.append(f"{r.extra['saving_x']:.2f}x less than without checkpointing")
-        spread = f"{r.low:.4g}-{r.high:.4g}"
-        if r.low != r.low and "spread" in r.extra:  # NaN: only a max - min spread is known
-            spread = f"+-{r.extra['spread'] / 2:.3g}"
-        lines.append(f"{r.name:38} {r.unit:18} {r.median:9.4g} {spread:>17} {r.runs:4d}  {'; '.join(notes)}")
-    return "\n".join(lines)
+    header = f"{'benchmark':38} {'unit':18} {'median':>9} {'min-max':>17} {'runs':>4}  notes"
+    return "\n".join([header] + [format_row(r) for r in rows])
+
+
+def format_row(r: Row) -> str:
+    """One line of the table."""
+    notes = []
+    if "mfu_vs_bf16_ceiling" in r.extra:
+        notes.append(f"MFU {100 * r.extra['mfu_vs_bf16_ceiling']:.1f}% ({r.extra['achieved_gflops']:.0f} GFLOP/s)")
+    if "speedup_vs_reference" in r.extra:
+        notes.append(f"{r.extra['speedup_vs_reference']:.2f}x reference {r.extra['reference']:g}")
+    if "saving_x" in r.extra:
+        notes.append(f"{r.extra['saving_x']:.2f}x less than without checkpointing")
+    spread = f"{r.low:.4g}-{r.high:.4g}"
+    if r.low != r.low and "spread" in r.extra:  # NaN: only a max - min spread is known
+        spread = f"+-{r.extra['spread'] / 2:.3g}"
+    return f"{r.name:38} {r.unit:18} {r.median:9.4g} {spread:>17} {r.runs:4d}  {'; '.join(notes)}"
 
 
 def to_json(rows: list[Row], quick: bool) -> dict[str, Any]:

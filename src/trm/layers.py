@@ -37,15 +37,11 @@ def trunc_normal_(tensor: Tensor, std: float = 1.0, lower: float = -2.0, upper: 
         return tensor.clamp_(lower * corrected, upper * corrected)
 
 
-def rms_norm(x: Tensor, eps: float, dim: int = -1) -> Tensor:
-    """Parameter-free RMSNorm over `dim` computed in float32, returned in the input dtype."""
-    if dim == -1:
-        # The fused kernel computes in float32 for bfloat16 inputs too and equals the formula
-        # below bit for bit, in fewer passes over memory.
-        return F.rms_norm(x, (x.shape[-1],), eps=eps)
+def rms_norm(x: Tensor, eps: float) -> Tensor:
+    """Parameter-free RMSNorm computed in float32, returned in the input dtype."""
     dtype = x.dtype
     x = x.float()
-    x = x * torch.rsqrt(x.square().mean(dim, keepdim=True) + eps)
+    x = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + eps)
     return x.to(dtype)
 
 
