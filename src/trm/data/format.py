@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -420,3 +420,24 @@ def validate_dataset(root: str | Path) -> None:
     problems = find_problems(root)
     if problems:
         raise DataError(f"{root}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+
+
+def iter_puzzle_csv(path: str | Path) -> Iterator[tuple[str, str, str, str, str]]:
+    """Rows of a `source,question,answer,rating` CSV (Sudoku-Extreme, Maze-Hard) as
+    (where, source, question, answer, rating); `where` is `file:line` for error messages."""
+    import csv
+
+    path = Path(path)
+    with path.open(newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:4]] != ["source", "question", "answer", "rating"]:
+            raise DataError(f"{path}:1: expected header 'source,question,answer,rating', got {header}")
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
+            if not row:
+                continue
+            if len(row) != 4:
+                raise DataError(f"{where}: expected 4 fields (source,question,answer,rating), got {len(row)}")
+            source, question, answer, rating = row
+            yield where, source, question, answer, rating

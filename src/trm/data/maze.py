@@ -12,14 +12,13 @@ augmentations with inverses, and the dataset builder.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from trm.data.format import BLANK_IDENTIFIER, DataError, SetArrays, make_split, write_dataset
+from trm.data.format import BLANK_IDENTIFIER, DataError, SetArrays, iter_puzzle_csv, make_split, write_dataset
 
 CHARSET = "# SGo"
 """Characters of tokens 1..5."""
@@ -72,36 +71,25 @@ def parse_csv(path: str | Path, limit: int | None = None) -> MazeRecords:
     path = Path(path)
     questions, answers, sources, ratings = [], [], [], []
     side: int | None = None
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:4]] != ["source", "question", "answer", "rating"]:
-            raise DataError(f"{path}:1: expected header 'source,question,answer,rating', got {header}")
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if not row:
-                continue
-            if len(row) != 4:
-                raise DataError(f"{where}: expected 4 fields (source,question,answer,rating), got {len(row)}")
-            source, q, a, rating = row
-            if side is None:
-                side = int(round(len(q) ** 0.5))
-                if side * side != len(q):
-                    raise DataError(f"{where}: question of {len(q)} characters is not a square maze")
-            question = encode_text(q, side, where=f"{where} (question; rows of this file are {side}x{side})")
-            answer = encode_text(a, side, where=f"{where} (answer; rows of this file are {side}x{side})")
-            _check_question(question, f"{where} (question)")
-            if not _consistent(question, answer).all():
-                raise DataError(f"{where}: the answer's walls, start or goal differ from the question's")
-            try:
-                ratings.append(int(float(rating)))
-            except ValueError:
-                raise DataError(f"{where}: rating {rating!r} is not a number") from None
-            questions.append(question)
-            answers.append(answer)
-            sources.append(source)
-            if limit is not None and len(questions) >= limit:
-                break
+    for where, source, q, a, rating in iter_puzzle_csv(path):
+        if side is None:
+            side = int(round(len(q) ** 0.5))
+            if side * side != len(q):
+                raise DataError(f"{where}: question of {len(q)} characters is not a square maze")
+        question = encode_text(q, side, where=f"{where} (question; rows of this file are {side}x{side})")
+        answer = encode_text(a, side, where=f"{where} (answer; rows of this file are {side}x{side})")
+        _check_question(question, f"{where} (question)")
+        if not _consistent(question, answer).all():
+            raise DataError(f"{where}: the answer's walls, start or goal differ from the question's")
+        try:
+            ratings.append(int(float(rating)))
+        except ValueError:
+            raise DataError(f"{where}: rating {rating!r} is not a number") from None
+        questions.append(question)
+        answers.append(answer)
+        sources.append(source)
+        if limit is not None and len(questions) >= limit:
+            break
     s = side or 0
     return MazeRecords(_stack(questions, s), _stack(answers, s), sources, np.asarray(ratings, np.int32))
 

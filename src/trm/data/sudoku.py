@@ -13,7 +13,6 @@ Grids are numpy int arrays of shape (N, N), 0 = blank, digits 1..N. This module 
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trm.data.format import BLANK_IDENTIFIER, DataError, SetArrays, make_split, write_dataset
+from trm.data.format import BLANK_IDENTIFIER, DataError, SetArrays, iter_puzzle_csv, make_split, write_dataset
 
 BOX_SHAPES: dict[int, tuple[int, int]] = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
 """Grid size -> (box rows, box columns)."""
@@ -114,32 +113,21 @@ def parse_csv(path: str | Path, n: int = 9, limit: int | None = None) -> SudokuR
     """The Sudoku-Extreme CSV: header `source,question,answer,rating`, '.' blank."""
     path = Path(path)
     questions, answers, sources, ratings = [], [], [], []
-    with path.open(newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:4]] != ["source", "question", "answer", "rating"]:
-            raise DataError(f"{path}:1: expected header 'source,question,answer,rating', got {header}")
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if not row:
-                continue
-            if len(row) != 4:
-                raise DataError(f"{where}: expected 4 fields (source,question,answer,rating), got {len(row)}")
-            source, q, a, rating = row
-            question = parse_line(q, n, where=f"{where} (question)")
-            answer = parse_line(a, n, where=f"{where} (answer)", allow_blank=False)
-            given = question != 0
-            if (question[given] != answer[given]).any():
-                raise DataError(f"{where}: the answer disagrees with the question's givens")
-            try:
-                ratings.append(int(rating))
-            except ValueError:
-                raise DataError(f"{where}: rating {rating!r} is not an integer") from None
-            questions.append(question)
-            answers.append(answer)
-            sources.append(source)
-            if limit is not None and len(questions) >= limit:
-                break
+    for where, source, q, a, rating in iter_puzzle_csv(path):
+        question = parse_line(q, n, where=f"{where} (question)")
+        answer = parse_line(a, n, where=f"{where} (answer)", allow_blank=False)
+        given = question != 0
+        if (question[given] != answer[given]).any():
+            raise DataError(f"{where}: the answer disagrees with the question's givens")
+        try:
+            ratings.append(int(rating))
+        except ValueError:
+            raise DataError(f"{where}: rating {rating!r} is not an integer") from None
+        questions.append(question)
+        answers.append(answer)
+        sources.append(source)
+        if limit is not None and len(questions) >= limit:
+            break
     return SudokuRecords(questions=_stack(questions, n), answers=_stack(answers, n), sources=sources,
                          ratings=np.asarray(ratings, np.int32))
 
