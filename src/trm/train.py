@@ -13,6 +13,7 @@ and reduce metrics; only rank 0 writes logs and checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -299,7 +300,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
             steps_since += 1
 
             metrics = _reduce_metrics(loss.metrics, ddp)
-            if not math.isfinite(metrics["lm_loss_sum"]) or not torch.isfinite(loss.total):
+            if not math.isfinite(metrics["lm_loss"]) or not torch.isfinite(loss.total):
                 raise NonFiniteLoss(f"non-finite loss at step {step}; the last good checkpoint is kept in {run_dir}")
             if step % cfg.log_every == 0 or step == total_steps:
                 now = time.perf_counter()
@@ -369,9 +370,7 @@ def _reduce_metrics(metrics: dict[str, torch.Tensor], ddp: Dist) -> dict[str, fl
     if ddp.world_size > 1:
         values = values.to(next(iter(metrics.values())).device)
         dist.all_reduce(values)
-    out = dict(zip(names, values.tolist(), strict=True))
-    out["lm_loss_sum"] = out.get("lm_loss", 0.0)
-    return out
+    return dict(zip(names, values.tolist(), strict=True))
 
 
 def _summarise(m: dict[str, float]) -> dict[str, float]:
@@ -391,7 +390,7 @@ def _evaluate_and_log(model, ema, data, cfg: TrainConfig, local_batch: int, devi
                       step: int) -> dict[str, Any]:
     from trm.evaluate import evaluate
 
-    context = ema.swapped_in(model) if ema is not None else _null()
+    context = ema.swapped_in(model) if ema is not None else contextlib.nullcontext()
     with context:
         result = evaluate(model, data.test_batches(local_batch, rank=ddp.rank, world_size=ddp.world_size),
                           device=device, loss_type=cfg.loss_type, max_batches=cfg.eval_max_batches,
@@ -399,14 +398,6 @@ def _evaluate_and_log(model, ema, data, cfg: TrainConfig, local_batch: int, devi
     model.train()
     logger.log(step, {f"eval/{k}": v for k, v in result.flat().items()}, kind="eval")
     return result.flat()
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _restore(ckpt: Path, model, optimizer, emb_optimizer, ema, sampler, generator, device):
