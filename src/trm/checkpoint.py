@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from trm.atomic import atomic_folder
 from trm.models import ACTModel, ModelConfig, build_model, config_from_dict
 
 
@@ -55,11 +55,7 @@ def save_checkpoint(folder: str | Path, *, model: ACTModel, step: int, ema_state
                     train_state: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint folder atomically and return its path."""
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_folder(folder) as tmp:
         _save_tensors(model.state_dict(), tmp / "model.safetensors")
         if ema_state is not None:
             _save_tensors(ema_state, tmp / "ema.safetensors")
@@ -69,12 +65,6 @@ def save_checkpoint(folder: str | Path, *, model: ACTModel, step: int, ema_state
         for f in tmp.iterdir():  # the data must be on disk before the rename makes it visible
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

@@ -20,9 +20,6 @@ holds the original test tasks, for scoring.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +28,7 @@ from typing import IO
 
 import numpy as np
 
+from trm.atomic import atomic_folder
 from trm.data.arc import ArcTask, load_subset, merge_subsets
 from trm.data.arc_augment import (
     CANVAS,
@@ -234,20 +232,12 @@ def build_arc(config: ArcBuildConfig, log: bool = True,
               f"{time.perf_counter() - start:.1f}s")
 
     # written beside the target and renamed into place, so an interrupted build leaves no half dataset
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_folder(out) as tmp:
         examples = {split: _write_split(tmp / split, plans, split, len(names), progress if split == "train" else None)
                     for split in ("train", "test")}
         (tmp / "identifiers.json").write_text(json.dumps(names))
         test_tasks = {p.task.id: p.task.to_json() for p in plans if p.test_pairs}
         (tmp / "test_puzzles.json").write_text(json.dumps(test_tasks))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     summary = {"tasks": len(tasks), "puzzle_ids": len(names), "test_tasks": len(test_tasks),
                "train_examples": examples["train"], "test_examples": examples["test"]}
     if log:

@@ -23,14 +23,13 @@ arrays, so the reader and validator accept any integer dtype. Extra files (the r
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from trm.atomic import atomic_folder
 
 FIELDS: tuple[str, ...] = ("inputs", "labels", "puzzle_identifiers", "puzzle_indices", "group_indices")
 """The five arrays of a set, in file-name order `<set>__<field>.npy`."""
@@ -228,9 +227,7 @@ def write_dataset(root: str | Path, splits: Mapping[str, Split], identifiers: Se
     root = Path(root)
     if root.exists() and not overwrite:
         raise FileExistsError(f"{root}: already exists (pass overwrite=True, or --overwrite, to replace it)")
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
-    try:
+    with atomic_folder(root) as tmp:
         for split_name, split in splits.items():
             folder = tmp / split_name
             folder.mkdir()
@@ -243,17 +240,6 @@ def write_dataset(root: str | Path, splits: Mapping[str, Split], identifiers: Se
             problems = find_problems(tmp)
             if problems:
                 raise DataError("refusing to write an invalid dataset:\n  " + "\n  ".join(problems))
-        if root.exists():
-            old = root.with_name(f".{root.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(root, old)
-            os.replace(tmp, root)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
 
 
