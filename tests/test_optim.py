@@ -268,6 +268,7 @@ def _dist_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> No
         opt.step()
         torch.save(emb.weight, Path(out_dir) / f"rank{rank}.pt")
     finally:
+        dist.barrier()  # no rank tears the group down while another still communicates (gloo aborts)
         dist.destroy_process_group()
 
 
