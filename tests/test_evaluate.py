@@ -22,7 +22,7 @@ class Scripted(ACTModel):
     def __init__(self, answers: list[list[int]], halts: list[list[float]], seq_len: int = 4, vocab: int = 6) -> None:
         super().__init__()
         self.answers, self.halts, self.seq_len, self.vocab = answers, halts, seq_len, vocab
-        self.halt_max_steps = len(answers)
+        self.halt_max_steps, self.halt_on_continue = len(answers), False
 
     def initial_state(self, batch_size: int, device: torch.device) -> State:
         return {"k": torch.zeros(batch_size, 1, 1)}
@@ -50,8 +50,8 @@ def test_early_exit_equals_fixed_when_the_head_fires_at_the_last_step() -> None:
     halts = [[-1.0, -1.0], [-1.0, -1.0], [1.0, 1.0]]
     model = Scripted(answers, halts)
     batch = {k: torch.as_tensor(v) for k, v in _batch([2, 3]).items()}
-    fixed, fixed_steps, _, _ = run_steps(model, batch, 3, "fixed")
-    early, early_steps, _, _ = run_steps(model, batch, 3, "early")
+    fixed, fixed_steps = run_steps(model, batch, 3, "fixed")[:2]
+    early, early_steps = run_steps(model, batch, 3, "early")[:2]
     assert torch.equal(fixed, early)
     assert fixed_steps.tolist() == early_steps.tolist() == [3, 3]
 

@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Command modules, in the order `trm --help` lists them.
-COMMANDS: list[str] = ["demo", "build", "train", "eval", "bench"]
+COMMANDS: list[str] = ["demo", "build", "train", "eval", "solve", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,8 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from trm.checkpoint import CheckpointError
+    from trm.data.format import DataError
+    from trm.models.config import ConfigError
+
     try:
         return int(args.func(args) or 0)
+    except (DataError, CheckpointError, ConfigError) as e:  # bad input: say what is wrong, no traceback
+        print(f"trm {args.command}: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -4,16 +4,25 @@ improves step by step.
 Policies:
 - `fixed`: every example runs `steps` supervision steps (the reference's behaviour, with
   steps = N_sup); the answer is the last one.
-- `early`: an example stops at the first step where the halting head says halt (q_halt > 0);
-  its answer is the one of that step. Examples that never halt run the whole budget.
+- `early`: an example stops at the first step where the halting head says halt; its answer is the
+  one of that step. Examples that never halt run the whole budget.
 The budget may exceed training's N_sup: the recursion simply continues from the carried state.
+
+Metrics per set: token accuracy, exact accuracy (the recorded answer), valid accuracy (any answer the
+task's rules accept: `trm.tasks`), both after every step, the steps used and the halting head's
+accuracy. Test-time scaling (`Scaling`) merges several answers per example; its cost is reported as
+supervision steps per example and wall time.
+
+    result = evaluate(model, data.test_batches(256), task=task_for(11, 81), scaling=Scaling(augment=8))
+    result.sets["all"].summary()["valid_accuracy"]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -22,9 +31,17 @@ from torch import Tensor
 
 from trm.loss import IGNORE_LABEL_ID
 from trm.models import ACTModel
+from trm.tasks import IDENTITY, Augmentation, PuzzleTask
 
+POLICIES = ("fixed", "early")
 TestBatch = tuple[Any, ...]
 """(set name, batch, ...); padding rows carry no labels (all IGNORE_LABEL_ID) and are not counted."""
+Collect = Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray], None]
+"""Called per batch with (the batch as given, real rows only; final answers; their q_halt logits)."""
+
+
+def _add_lists(a: list[int], b: list[int]) -> list[int]:
+    return [x + y for x, y in zip(a or [0] * len(b), b, strict=True)]
 
 
 @dataclass
@@ -32,25 +49,36 @@ class SetResult:
     count: int = 0
     token_correct: float = 0.0
     exact_correct: int = 0
+    valid_correct: int | None = None
+    """Answers the task's rules accept (None: the task has no rule to check)."""
     steps_used: int = 0
+    """Supervision steps run, all test-time-scaling runs together."""
     per_step_exact: list[int] = field(default_factory=list)
+    per_step_valid: list[int] = field(default_factory=list)
     q_halt_correct: int = 0
 
     def add(self, other: SetResult) -> None:
         self.count += other.count
         self.token_correct += other.token_correct
         self.exact_correct += other.exact_correct
+        if other.valid_correct is not None:
+            self.valid_correct = (self.valid_correct or 0) + other.valid_correct
+            self.per_step_valid = _add_lists(self.per_step_valid, other.per_step_valid)
         self.steps_used += other.steps_used
         self.q_halt_correct += other.q_halt_correct
-        if not self.per_step_exact:
-            self.per_step_exact = [0] * len(other.per_step_exact)
-        self.per_step_exact = [a + b for a, b in zip(self.per_step_exact, other.per_step_exact, strict=True)]
+        self.per_step_exact = _add_lists(self.per_step_exact, other.per_step_exact)
 
     def summary(self) -> dict[str, Any]:
         n = max(self.count, 1)
-        return {"count": self.count, "accuracy": self.token_correct / n, "exact_accuracy": self.exact_correct / n,
-                "mean_steps": self.steps_used / n, "q_halt_accuracy": self.q_halt_correct / n,
-                "exact_accuracy_per_step": [c / n for c in self.per_step_exact]}
+        out: dict[str, Any] = {"count": self.count, "accuracy": self.token_correct / n,
+                               "exact_accuracy": self.exact_correct / n}
+        if self.valid_correct is not None:
+            out["valid_accuracy"] = self.valid_correct / n
+        out.update({"mean_steps": self.steps_used / n, "q_halt_accuracy": self.q_halt_correct / n,
+                    "exact_accuracy_per_step": [c / n for c in self.per_step_exact]})
+        if self.valid_correct is not None:
+            out["valid_accuracy_per_step"] = [c / n for c in self.per_step_valid]
+        return out
 
 
 @dataclass
@@ -58,6 +86,10 @@ class EvalResult:
     sets: dict[str, SetResult]
     policy: str
     budget: int
+    scaling: Scaling | None = None
+    seconds: float = 0.0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    """A few examples with their answer after each step (for reports), when asked for."""
 
     def flat(self) -> dict[str, Any]:
         """`<set>/<metric>` -> value, scalars only (for logs)."""
@@ -69,82 +101,254 @@ class EvalResult:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        count = sum(r.count for r in self.sets.values())
+        steps = sum(r.steps_used for r in self.sets.values())
+        cost = {"supervision_steps_per_example": steps / max(count, 1),
+                "relative_to_one_answer": (self.scaling.runs if self.scaling else 1),
+                "seconds": self.seconds, "examples_per_second": count / self.seconds if self.seconds else None}
         return {"policy": self.policy, "budget": self.budget,
+                "scaling": self.scaling.to_dict() if self.scaling else None, "cost": cost,
                 "sets": {name: r.summary() for name, r in self.sets.items()}}
 
 
-@torch.no_grad()
-def run_steps(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str = "fixed",
-              ) -> tuple[Tensor, Tensor, Tensor, list[Tensor]]:
-    """Run `steps` supervision steps from a fresh state.
+class Trajectory(NamedTuple):
+    """The answers of one run of supervision steps over a batch."""
 
-    Returns (final predictions [B, seq], step at which each example stopped [B], its q_halt logit
-    [B], the predictions after every step).
-    """
-    if policy not in ("fixed", "early"):
-        raise ValueError(f"unknown halting policy {policy!r}: choose 'fixed' or 'early'")
+    final: Tensor
+    """The answer under the policy, tokens [B, seq]."""
+    stopped: Tensor
+    """The step (1-based) each example's answer comes from, [B]."""
+    q_halt: Tensor
+    """The halting logit at that step, [B]."""
+    trace: list[Tensor]
+    """The answer after every step run, each [B, seq]."""
+    q_trace: list[Tensor]
+    """The halting logit after every step run, each [B]."""
+
+
+@torch.no_grad()
+def run_steps(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str = "fixed", *,
+              noise_scale: float = 0.0, generator: torch.Generator | None = None) -> Trajectory:
+    """Run `steps` supervision steps from a fresh state (perturbed by Gaussian noise of standard deviation
+    `noise_scale` when it is positive). The early policy stops where the model would halt in training
+    (q_halt > 0, or q_halt > q_continue for models that halt on the continue head)."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown halting policy {policy!r}: choose one of {', '.join(POLICIES)}")
     size = batch["inputs"].shape[0]
     device = batch["inputs"].device
     state = model.reset_state(model.initial_state(size, device), torch.ones(size, dtype=torch.bool, device=device))
+    if noise_scale > 0:
+        state = {k: v + noise_scale * torch.randn(v.shape, generator=generator, device=v.device).to(v.dtype)
+                 for k, v in state.items()}
     final = torch.zeros_like(batch["inputs"], dtype=torch.long)
     stopped = torch.full((size,), steps, dtype=torch.long, device=device)
     q_final = torch.zeros(size, device=device)
     done = torch.zeros(size, dtype=torch.bool, device=device)
-    trace = []
+    trace, q_trace = [], []
     for k in range(steps):
-        state, logits, q_halt, _ = model.step(state, batch)
+        state, logits, q_halt, q_continue = model.step(state, batch)
         preds = logits.argmax(-1)
         trace.append(preds)
+        q_trace.append(q_halt.float())
         last = k == steps - 1
         if policy == "fixed":
             now = ~done if last else torch.zeros_like(done)
         else:
-            now = ~done & ((q_halt > 0) | last)
+            halt = (q_halt > q_continue) if model.halt_on_continue else (q_halt > 0)
+            now = ~done & (halt | last)
         final = torch.where(now.unsqueeze(-1), preds, final)
         stopped = torch.where(now, k + 1, stopped)
         q_final = torch.where(now, q_halt.float(), q_final)
         done = done | now
         if policy == "early" and bool(done.all()):
             break
-    return final, stopped, q_final, trace
+    return Trajectory(final, stopped, q_final, trace, q_trace)
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Test-time scaling: more than one answer per example, and a rule to pick one.
+
+    - `augment` views per example: the original and augment - 1 validity-preserving transforms (Sudoku:
+      digits relabelled, bands/rows and stacks/columns permuted; Maze: the 8 symmetries); each answer is
+      transformed back before the choice.
+    - `noise` trajectories per view: the first from the usual initial state, the others from the initial
+      state plus Gaussian noise of standard deviation `noise_scale`.
+    - `select`: "vote" takes the answer given most often (ties: the highest mean sigmoid(q_halt));
+      "halt" takes the answer whose halting head is most confident. "auto": vote when augmenting, else halt.
+    Cost: augment x noise times the supervision steps of one answer.
+    """
+
+    augment: int = 1
+    noise: int = 1
+    noise_scale: float = 0.1
+    select: str = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.augment < 1 or self.noise < 1:
+            raise ValueError(f"augment and noise count answers per example and must be >= 1, got "
+                             f"{self.augment} and {self.noise}")
+        if self.noise > 1 and not self.noise_scale > 0:
+            raise ValueError(f"noise trajectories need noise_scale > 0, got {self.noise_scale}")
+        if self.select not in ("auto", "vote", "halt"):
+            raise ValueError(f"unknown selection {self.select!r}: choose auto, vote or halt")
+
+    @property
+    def runs(self) -> int:
+        return self.augment * self.noise
+
+    @property
+    def rule(self) -> str:
+        return self.select if self.select != "auto" else ("vote" if self.augment > 1 else "halt")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"augment": self.augment, "noise": self.noise, "noise_scale": self.noise_scale,
+                "select": self.rule, "seed": self.seed, "runs": self.runs}
+
+
+def select(answers: Tensor, q_halt: Tensor, rule: str) -> tuple[Tensor, Tensor]:
+    """Pick one answer per example among R candidates: answers [R, B, seq], q_halt logits [R, B].
+
+    "halt": the most confident; "vote": the most frequent, ties by the highest mean sigmoid(q_halt), then
+    by the candidate that came first. Returns (answers [B, seq], index of the chosen candidate [B])."""
+    conf = torch.sigmoid(q_halt.float())
+    if rule == "halt":
+        index = conf.argmax(0)
+    elif rule == "vote":
+        same = (answers[:, None] == answers[None]).all(-1).float()  # [R, R, B]
+        votes = same.sum(1)
+        mean_conf = (same * conf[None]).sum(1) / votes
+        # votes are integers and mean_conf lies in [0, 1]: the sum orders by votes, then confidence
+        index = (votes + 0.5 * mean_conf).argmax(0)
+    else:
+        raise ValueError(f"unknown selection {rule!r}: choose vote or halt")
+    chosen = answers.gather(0, index.view(1, -1, 1).expand(1, *answers.shape[1:]))[0]
+    return chosen, index
+
+
+def predict(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str = "fixed", *,
+            scaling: Scaling | None = None, task: PuzzleTask | None = None, batch_index: int = 0) -> Trajectory:
+    """`run_steps`, or with `scaling` several runs per example merged into one answer per step (the
+    answer after step k is chosen among the runs' answers after step k; the final one among the runs'
+    final answers). `stopped` then counts the supervision steps of all runs together (the cost)."""
+    if scaling is None or scaling.runs == 1:
+        return run_steps(model, batch, steps, policy)
+    device = batch["inputs"].device
+    inputs = batch["inputs"].cpu().numpy()
+    views: list[Augmentation] = [IDENTITY]
+    if scaling.augment > 1:
+        if task is None or task.augmentation(np.random.default_rng(0)) is None:
+            raise ValueError(f"augmentation voting needs a task with test-time transforms (Sudoku or Maze), got "
+                             f"{task.name if task else 'an unknown task'}")
+        rng = np.random.default_rng([scaling.seed, batch_index])
+        views += [task.augmentation(rng) for _ in range(scaling.augment - 1)]  # type: ignore[misc]
+    finals, q_finals, traces, q_traces, cost = [], [], [], [], torch.zeros_like(batch["labels"][:, 0], dtype=torch.long)
+    generator = torch.Generator(device=device)
+    for v, view in enumerate(views):
+        seen = {**batch, "inputs": torch.as_tensor(view.apply(inputs), device=device)}
+        for r in range(scaling.noise):
+            generator.manual_seed(int(np.random.SeedSequence([scaling.seed, batch_index, v, r]).generate_state(1)[0]))
+            run = run_steps(model, seen, steps, policy, noise_scale=scaling.noise_scale if r else 0.0,
+                            generator=generator)
+
+            def back(t: Tensor, view: Augmentation = view) -> Tensor:
+                return torch.as_tensor(view.invert(t.cpu().numpy()), device=device).long()
+
+            trace = run.trace + [run.final] * (steps - len(run.trace))  # early stops: the answer stays
+            q_trace = run.q_trace + [run.q_halt] * (steps - len(run.q_trace))
+            finals.append(back(run.final))
+            q_finals.append(run.q_halt)
+            traces.append([back(t) for t in trace])
+            q_traces.append(q_trace)
+            cost = cost + run.stopped
+    rule = scaling.rule
+    final, index = select(torch.stack(finals), torch.stack(q_finals), rule)
+    q_final = torch.stack(q_finals).gather(0, index[None])[0]
+    per_step, q_per_step = [], []
+    for k in range(steps):
+        q_k = torch.stack([q[k] for q in q_traces])
+        answer, chosen = select(torch.stack([t[k] for t in traces]), q_k, rule)
+        per_step.append(answer)
+        q_per_step.append(q_k.gather(0, chosen[None])[0])
+    return Trajectory(final, cost, q_final, per_step, q_per_step)
 
 
 def evaluate(model: ACTModel, batches: Iterable[TestBatch], *, device: torch.device | str = "cpu",
-             steps: int | None = None, policy: str = "fixed", loss_type: str = "stablemax",
-             max_batches: int | None = None, reduce: bool = False) -> EvalResult:
-    """Metrics per set: token and exact accuracy, mean steps used, and exact accuracy after each step."""
-    del loss_type  # the accuracy metrics do not depend on the loss; kept for a uniform call
+             steps: int | None = None, policy: str = "fixed", task: PuzzleTask | None = None,
+             scaling: Scaling | None = None, blank_ids: bool = False, collect: Collect | None = None,
+             keep_examples: int = 0, max_batches: int | None = None, reduce: bool = False) -> EvalResult:
+    """Metrics per set (see the module docstring). `blank_ids` zeroes the puzzle identifiers the model
+    sees (the ablation); `collect` receives every batch's answers (e.g. ARC voting); `keep_examples`
+    keeps up to that many right and that many wrong examples with their per-step answers."""
     budget = steps or model.halt_max_steps
+    if policy not in POLICIES:
+        raise ValueError(f"unknown halting policy {policy!r}: choose one of {', '.join(POLICIES)}")
     model.eval()
     sets: dict[str, SetResult] = {}
+    examples: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    start = time.perf_counter()
     for i, item in enumerate(batches):
         name, np_batch = item[0], item[1]
         if max_batches is not None and i >= max_batches:
             break
         batch = {k: torch.as_tensor(np.asarray(v)).to(device) for k, v in np_batch.items()}
-        final, stopped, q_halt, trace = run_steps(model, batch, budget, policy)
+        if blank_ids:
+            batch["puzzle_identifiers"] = torch.zeros_like(batch["puzzle_identifiers"])
+        run = predict(model, batch, budget, policy, scaling=scaling, task=task, batch_index=i)
         labels = batch["labels"].long()
         mask = labels != IGNORE_LABEL_ID
         counts = mask.sum(-1)
-        valid = counts > 0
+        real = counts > 0
+        trace = run.trace + [run.final] * (budget - len(run.trace))
 
         def exact(preds: Tensor, labels: Tensor = labels, mask: Tensor = mask, counts: Tensor = counts,
-                  valid: Tensor = valid) -> Tensor:
-            return valid & ((mask & (preds == labels)).sum(-1) == counts)
+                  real: Tensor = real) -> Tensor:
+            return real & ((mask & (preds == labels)).sum(-1) == counts)
 
-        seq_ok = exact(final)
+        seq_ok = exact(run.final)
         result = SetResult(
-            count=int(valid.sum()),
-            token_correct=float(torch.where(valid, (mask & (final == labels)).sum(-1) / counts.clamp_min(1), 0).sum()),
+            count=int(real.sum()),
+            token_correct=float(torch.where(real, (mask & (run.final == labels)).sum(-1) / counts.clamp_min(1),
+                                            0).sum()),
             exact_correct=int(seq_ok.sum()),
-            steps_used=int(torch.where(valid, stopped, 0).sum()),
-            per_step_exact=[int(exact(p).sum()) for p in trace] + [int(seq_ok.sum())] * (budget - len(trace)),
-            q_halt_correct=int((valid & ((q_halt >= 0) == seq_ok)).sum()),
+            steps_used=int(torch.where(real, run.stopped, 0).sum()),
+            per_step_exact=[int(exact(p).sum()) for p in trace],
+            q_halt_correct=int((real & ((run.q_halt >= 0) == seq_ok)).sum()),
         )
+        rows = real.cpu().numpy()
+        inputs = np.asarray(np_batch["inputs"])[rows]
+        valid = None
+        if task is not None and task.checks_validity:
+            valid = task.valid(run.final.cpu().numpy()[rows], inputs)
+            per_step = [task.valid(p.cpu().numpy()[rows], inputs) for p in trace]
+            result.valid_correct = int(np.sum(valid))
+            result.per_step_valid = [int(np.sum(v)) for v in per_step]
         sets.setdefault(name, SetResult()).add(result)
+        if collect is not None:
+            collect({k: np.asarray(v)[rows] for k, v in np_batch.items()}, run.final.cpu().numpy()[rows],
+                    run.q_halt.float().cpu().numpy()[rows])
+        if keep_examples:
+            _keep(examples, keep_examples, name, np_batch, rows, trace, seq_ok, valid, task)
     if reduce and dist.is_initialized():
         sets = _reduce_sets(sets, budget)
-    return EvalResult(sets=sets, policy=policy, budget=budget)
+    return EvalResult(sets=sets, policy=policy, budget=budget, scaling=scaling,
+                      seconds=time.perf_counter() - start, examples=examples[True] + examples[False])
+
+
+def _keep(examples: dict[bool, list[dict[str, Any]]], limit: int, set_name: str, np_batch: dict[str, np.ndarray],
+          rows: np.ndarray, trace: list[Tensor], seq_ok: Tensor, valid: np.ndarray | None,
+          task: PuzzleTask | None) -> None:
+    """Keep up to `limit` right and `limit` wrong examples (right: the recorded or a valid answer)."""
+    ok = seq_ok.cpu().numpy()[rows]
+    for j, row in enumerate(np.flatnonzero(rows).tolist()):
+        correct = bool(ok[j] or (valid is not None and valid[j]))
+        if len(examples[correct]) >= limit:
+            continue
+        inputs, labels = np.asarray(np_batch["inputs"][row]), np.asarray(np_batch["labels"][row])
+        examples[correct].append({
+            "set": set_name, "inputs": inputs, "label": np.where(labels == IGNORE_LABEL_ID, inputs, labels),
+            "steps": [t[row].cpu().numpy() for t in trace], "correct": correct, "task": task.name if task else None})
 
 
 def _reduce_sets(sets: dict[str, SetResult], budget: int) -> dict[str, SetResult]:
@@ -153,5 +357,5 @@ def _reduce_sets(sets: dict[str, SetResult], budget: int) -> dict[str, SetResult
     merged: dict[str, SetResult] = {}
     for part in gathered:
         for name, r in part.items():
-            merged.setdefault(name, SetResult(per_step_exact=[0] * budget)).add(r)
+            merged.setdefault(name, SetResult()).add(r)
     return merged

@@ -389,11 +389,12 @@ def _summarise(m: dict[str, float]) -> dict[str, float]:
 def _evaluate_and_log(model, ema, data, cfg: TrainConfig, local_batch: int, device, ddp: Dist, logger,
                       step: int) -> dict[str, Any]:
     from trm.evaluate import evaluate
+    from trm.tasks import dataset_task
 
     context = ema.swapped_in(model) if ema is not None else contextlib.nullcontext()
     with context:
         result = evaluate(model, data.test_batches(local_batch, rank=ddp.rank, world_size=ddp.world_size),
-                          device=device, loss_type=cfg.loss_type, max_batches=cfg.eval_max_batches,
+                          device=device, task=dataset_task(data.dataset), max_batches=cfg.eval_max_batches,
                           reduce=ddp.world_size > 1)
     model.train()
     logger.log(step, {f"eval/{k}": v for k, v in result.flat().items()}, kind="eval")

@@ -123,7 +123,7 @@ def solve_trace(model, puzzle: np.ndarray) -> tuple[list[np.ndarray], bool, int]
     tokens = sudoku.encode(puzzle).reshape(1, -1)
     batch = {"inputs": torch.as_tensor(tokens, dtype=torch.int32),
              "puzzle_identifiers": torch.zeros(1, dtype=torch.int32)}
-    _, _, _, trace = run_steps(model, batch, model.halt_max_steps)
+    trace = run_steps(model, batch, model.halt_max_steps).trace
     steps = [t[0].numpy() for t in trace]
     settled = len(steps)
     while settled > 1 and np.array_equal(steps[settled - 1], steps[settled - 2]):
@@ -141,7 +141,7 @@ def demo_examples(model, data, count: int) -> list[dict]:
 
     batch = next(iter(data.test_batches(count)))[1]
     tensors = {k: torch.as_tensor(v) for k, v in batch.items()}
-    _, _, _, trace = run_steps(model, tensors, model.halt_max_steps)
+    trace = run_steps(model, tensors, model.halt_max_steps).trace
     labels = batch["labels"]
     examples = []
     for i in range(count):

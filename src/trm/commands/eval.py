@@ -1,23 +1,45 @@
-"""`trm eval CHECKPOINT [--data DIR] [--steps N] [--policy fixed|early] [--blank-ids]`."""
+"""`trm eval CHECKPOINT [--data DIR] [--steps N] [--policy fixed|early] [--blank-ids] [--augment A] [--noise K]`.
+
+Writes next to the checkpoint `eval-<tag>.json` (every number printed), `eval-<tag>.html` (per-step
+accuracy plot, right and wrong examples) and, for ARC, `submission-<tag>.json` (Kaggle format) with
+pass@k when the answers are known.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from trm.tasks import TASKS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint: per-set accuracy and accuracy after each step")
     p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its latest checkpoint)")
     p.add_argument("--data", help="dataset folder (default: the one the run trained on)")
+    p.add_argument("--task", choices=TASKS, help="what the tokens encode (default: from the dataset)")
     p.add_argument("--steps", type=int, help="supervision-step budget (default: N_sup of training)")
     p.add_argument("--policy", choices=["fixed", "early"], default="fixed",
                    help="fixed: run every step (the reference); early: stop when the halting head fires")
     p.add_argument("--blank-ids", action="store_true", help="ablation: blank puzzle identifiers at test time")
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    g = p.add_argument_group("test-time scaling (cost: augment x noise times the steps)")
+    g.add_argument("--augment", type=int, default=1, metavar="A",
+                   help="answers from A views (the original and A-1 transforms), inverted and voted (Sudoku, Maze)")
+    g.add_argument("--noise", type=int, default=1, metavar="K",
+                   help="K trajectories per view, all but the first from a noise-perturbed initial state")
+    g.add_argument("--noise-scale", type=float, default=0.1, help="standard deviation of that noise")
+    g.add_argument("--select", choices=["auto", "vote", "halt"], default="auto",
+                   help="vote: most frequent answer (ties: halting confidence); halt: most confident answer; "
+                        "auto: vote when augmenting, else halt")
+    g.add_argument("--seed", type=int, default=0)
+    a = p.add_argument_group("ARC")
+    a.add_argument("--challenges", help="Kaggle challenges file to answer (default: the dataset's test tasks)")
+    a.add_argument("--solutions", help="its solutions file, for pass@k (optional)")
+    a.add_argument("--submission", help="where to write the Kaggle submission (default: next to the checkpoint)")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--max-batches", type=int)
     p.add_argument("--device", default="auto")
@@ -27,35 +49,118 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from trm.checkpoint import load_checkpoint
     from trm.data.sampler import open_dataset
-    from trm.evaluate import evaluate
+    from trm.evaluate import Scaling, evaluate
+    from trm.tasks import dataset_task, task_for
     from trm.train import pick_device
 
+    try:
+        scaling = Scaling(augment=args.augment, noise=args.noise, noise_scale=args.noise_scale, select=args.select,
+                          seed=args.seed)
+    except ValueError as e:
+        raise SystemExit(f"trm eval: {e}") from None
     device = pick_device(args.device)
     loaded = load_checkpoint(args.checkpoint, use_ema=not args.raw, device=device)
     data_dir = args.data or loaded.meta.get("train", {}).get("data")
     if not data_dir:
         raise SystemExit(f"{loaded.path}: no dataset recorded; pass --data DIR")
     data = open_dataset(data_dir)
-    batches: Iterable[tuple[Any, ...]] = data.test_batches(args.batch_size)
-    if args.blank_ids:
-        batches = ((item[0], {**item[1], "puzzle_identifiers": item[1]["puzzle_identifiers"] * 0}) for item in batches)
-    result = evaluate(loaded.model, batches, device=device, steps=args.steps, policy=args.policy,
+    meta = data.dataset.train.meta
+    task = task_for(meta.vocab_size, meta.seq_len, args.task) if args.task else dataset_task(data.dataset)
+    if task is not None and task.name == "arc" and scaling.augment > 1:
+        raise SystemExit("trm eval: ARC answers are already voted over the dataset's variants of every task "
+                         "(augmentation by construction); --augment applies to Sudoku and Maze")
+
+    voter = None
+    collect = None
+    if task is not None and task.name == "arc":
+        from trm.scoring.arc import ArcVoter
+
+        voter = ArcVoter(data.dataset.identifiers)
+
+        def collect(batch: dict, final: Any, q_halt: Any) -> None:
+            voter.add(batch["puzzle_identifiers"], batch["inputs"], final, q_halt)
+
+    result = evaluate(loaded.model, data.test_batches(args.batch_size), device=device, steps=args.steps,
+                      policy=args.policy, task=task, scaling=scaling if scaling.runs > 1 else None,
+                      blank_ids=args.blank_ids, collect=collect, keep_examples=0 if args.no_report else 4,
                       max_batches=args.max_batches)
-    report = {"checkpoint": str(loaded.path), "data": str(data_dir), "blank_ids": args.blank_ids,
-              "weights": "raw" if args.raw else "ema", **result.to_dict()}
-    suffix = f"{args.policy}-{result.budget}{'-blank' if args.blank_ids else ''}"
-    out = Path(loaded.path) / f"eval-{suffix}.json"
+    report: dict[str, Any] = {"checkpoint": str(loaded.path), "data": str(data_dir),
+                              "task": task.name if task else None, "blank_ids": args.blank_ids,
+                              "weights": "raw" if args.raw else "ema", **result.to_dict()}
+    tag = f"{args.policy}-{result.budget}" + ("-blank" if args.blank_ids else "")
+    tag += f"-aug{scaling.augment}" if scaling.augment > 1 else ""
+    tag += f"-noise{scaling.noise}" if scaling.noise > 1 else ""
+    folder = Path(loaded.path)
+    if voter is not None:
+        report["arc"] = _score_arc(args, voter, data_dir, folder / f"submission-{tag}.json")
+    out = folder / f"eval-{tag}.json"
     out.write_text(json.dumps(report, indent=1))
     print(format_table(report))
     print(f"wrote {out}")
+    if not args.no_report:
+        print(f"wrote {_write_report(folder / f'eval-{tag}.html', report, result.examples)}")
     return 0
 
 
-def format_table(report: dict) -> str:
-    lines = [f"{'set':<16}{'count':>8}{'token acc':>11}{'exact acc':>11}{'mean steps':>12}"]
+def _score_arc(args: argparse.Namespace, voter: Any, data_dir: str, default_path: Path) -> dict[str, Any]:
+    from trm.data.arc import load_kaggle_file
+    from trm.scoring.arc import load_test_tasks, make_submission, pass_at_k, write_submission
+
+    tasks = load_kaggle_file(args.challenges, args.solutions) if args.challenges else load_test_tasks(data_dir)
+    path = Path(args.submission) if args.submission else default_path
+    write_submission(path, make_submission(voter, tasks))
+    answered = sum(1 for t in tasks if t in voter.votes)
+    out: dict[str, Any] = {"tasks": len(tasks), "tasks_with_predictions": answered, "submission": str(path),
+                           "skipped_predictions": voter.skipped}
+    if all(t.has_solutions for t in tasks.values()):
+        out.update(pass_at_k(voter, tasks))
+    else:
+        out["note"] = "answers unknown for some tasks: submission written, pass@k not computed"
+    return out
+
+
+def _write_report(path: Path, report: dict[str, Any], examples: list[dict[str, Any]]) -> Path:
+    from trm import viz
+
+    per_step = {}
     for name, r in report["sets"].items():
-        lines.append(f"{name:<16}{r['count']:>8}{r['accuracy']:>11.2%}{r['exact_accuracy']:>11.2%}{r['mean_steps']:>12.2f}")
+        per_step[f"{name} exact"] = r["exact_accuracy_per_step"]
+        if "valid_accuracy_per_step" in r:
+            per_step[f"{name} valid"] = r["valid_accuracy_per_step"]
+    summary: dict[str, Any] = {"checkpoint": report["checkpoint"], "data": report["data"], "policy": report["policy"],
+                               "budget": report["budget"], "blank ids": report["blank_ids"]}
+    for name, r in report["sets"].items():
+        summary[f"{name}: examples"] = r["count"]
+        summary[f"{name}: exact accuracy"] = f"{r['exact_accuracy']:.2%}"
+        if "valid_accuracy" in r:
+            summary[f"{name}: valid accuracy"] = f"{r['valid_accuracy']:.2%}"
+    if report.get("scaling"):
+        summary["test-time scaling"] = json.dumps(report["scaling"])
+    summary["cost: supervision steps per example"] = f"{report['cost']['supervision_steps_per_example']:.2f}"
+    for k, v in report.get("arc", {}).items():
+        if k.startswith("pass@"):
+            summary[f"ARC {k}"] = f"{v:.2%}"
+    drawable = [ex for ex in examples if ex.get("task")]
+    return viz.html_report(path, f"trm eval: {Path(report['checkpoint']).name}", per_step, drawable, summary)
+
+
+def format_table(report: dict) -> str:
+    has_valid = any("valid_accuracy" in r for r in report["sets"].values())
+    header = f"{'set':<16}{'count':>8}{'token acc':>11}{'exact acc':>11}" + (f"{'valid acc':>11}" if has_valid else "")
+    lines = [header + f"{'mean steps':>12}"]
+    for name, r in report["sets"].items():
+        valid = (f"{r['valid_accuracy']:>11.2%}" if "valid_accuracy" in r else f"{'-':>11}") if has_valid else ""
+        lines.append(f"{name:<16}{r['count']:>8}{r['accuracy']:>11.2%}{r['exact_accuracy']:>11.2%}{valid}"
+                     f"{r['mean_steps']:>12.2f}")
     for name, r in report["sets"].items():
         steps = "  ".join(f"{i + 1}:{a:.0%}" for i, a in enumerate(r["exact_accuracy_per_step"]))
         lines.append(f"exact accuracy after each step ({name}): {steps}")
+    cost = report["cost"]
+    lines.append(f"cost: {cost['supervision_steps_per_example']:.2f} supervision steps per example "
+                 f"({cost['relative_to_one_answer']}x one answer), {cost['seconds']:.1f} s")
+    arc = report.get("arc")
+    if arc:
+        scores = "  ".join(f"{k}={v:.2%}" for k, v in arc.items() if k.startswith("pass@"))
+        lines.append(f"ARC: {arc['tasks_with_predictions']}/{arc['tasks']} tasks answered; {scores or arc.get('note')}")
+        lines.append(f"ARC submission: {arc['submission']}")
     return "\n".join(lines)

@@ -184,7 +184,7 @@ def _write_split(folder: Path, plans: Sequence[_TaskPlan], split: str, num_ids: 
     meta = DatasetMetadata(vocab_size=VOCAB_SIZE, seq_len=SEQ_LEN, num_puzzle_identifiers=num_ids,
                            total_groups=len(members), mean_puzzle_examples=total / len(ids) if len(ids) else 0.0,
                            total_puzzles=len(ids), sets=[SET_NAME], pad_id=0, ignore_label_id=0,
-                           blank_identifier_id=0)
+                           blank_identifier_id=0, task="arc")
     (folder / "dataset.json").write_text(meta.to_json())
     return total
 

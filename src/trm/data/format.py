@@ -65,6 +65,9 @@ class DatasetMetadata:
     """Label token that the loss ignores (mapped to the loss's ignore index when loading); None: none."""
     blank_identifier_id: int = 0
     """Puzzle identifier meaning "no puzzle" (padding rows)."""
+    task: str | None = None
+    """What the tokens encode ("sudoku", "maze", "arc"), written by this project's builders so that
+    evaluation can check validity and undo augmentations; absent in reference-built datasets."""
 
     @classmethod
     def from_json(cls, path: Path) -> DatasetMetadata:
@@ -94,6 +97,8 @@ class DatasetMetadata:
                 raise DataError(f"{path}: {name} must be a non-negative integer, got {getattr(meta, name)!r}")
         if not isinstance(meta.sets, list) or not meta.sets or not all(isinstance(s, str) for s in meta.sets):
             raise DataError(f"{path}: sets must be a non-empty list of names, got {meta.sets!r}")
+        if meta.task is not None and not isinstance(meta.task, str):
+            raise DataError(f"{path}: task must be a name or null, got {meta.task!r}")
         return meta
 
     def to_json(self) -> str:
@@ -196,7 +201,7 @@ class SplitBuilder:
 
 
 def make_split(sets: Mapping[str, SetArrays], *, vocab_size: int, num_puzzle_identifiers: int, pad_id: int = 0,
-               ignore_label_id: int | None = 0, blank_identifier_id: int = 0) -> Split:
+               ignore_label_id: int | None = 0, blank_identifier_id: int = 0, task: str | None = None) -> Split:
     """A split whose metadata counts are computed from its sets."""
     if not sets:
         raise ValueError("a split needs at least one set")
@@ -209,7 +214,7 @@ def make_split(sets: Mapping[str, SetArrays], *, vocab_size: int, num_puzzle_ide
         vocab_size=vocab_size, seq_len=int(seq_lens.pop()), num_puzzle_identifiers=num_puzzle_identifiers,
         total_groups=sum(a.num_groups for a in sets.values()), total_puzzles=puzzles,
         mean_puzzle_examples=examples / puzzles if puzzles else 0.0, sets=list(sets), pad_id=pad_id,
-        ignore_label_id=ignore_label_id, blank_identifier_id=blank_identifier_id)
+        ignore_label_id=ignore_label_id, blank_identifier_id=blank_identifier_id, task=task)
     return Split(meta=meta, sets=dict(sets))
 
 

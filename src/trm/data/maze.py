@@ -428,7 +428,7 @@ def build_dataset(output: str | Path, config: MazeBuildConfig, *, overwrite: boo
     if len(train) == 0:
         raise DataError("no training mazes")
     splits = {name: make_split({"all": _set_arrays(r, config.augment and name == "train")},
-                               vocab_size=VOCAB_SIZE, num_puzzle_identifiers=1)
+                               vocab_size=VOCAB_SIZE, num_puzzle_identifiers=1, task="maze")
               for name, r in (("train", train), ("test", test))}
     write_dataset(output, splits, [BLANK_IDENTIFIER], overwrite=overwrite)
     return {"train_groups": len(train), "train_examples": splits["train"].sets["all"].num_examples,

@@ -634,7 +634,8 @@ def build_dataset(output: str | Path, config: SudokuBuildConfig, *, overwrite: b
     splits = {}
     for name, records, num_aug in (("train", train, config.num_aug), ("test", test, 0)):
         arrays = _set_arrays(records, num_aug, rng, progress)
-        splits[name] = make_split({"all": arrays}, vocab_size=vocab_size(config.n), num_puzzle_identifiers=1)
+        splits[name] = make_split({"all": arrays}, vocab_size=vocab_size(config.n), num_puzzle_identifiers=1,
+                                   task="sudoku")
     write_dataset(output, splits, [BLANK_IDENTIFIER], overwrite=overwrite)
     return {"train_groups": len(train), "train_examples": splits["train"].sets["all"].num_examples,
             "test_examples": splits["test"].sets["all"].num_examples}

@@ -1,0 +1,137 @@
+"""`trm solve CHECKPOINT PUZZLE [--trace]`: solve one puzzle (or a file of them) and show the reasoning.
+
+PUZZLE is the puzzle itself or a file holding it: a Sudoku line (81 characters, '.' or '0' for blanks;
+a file may hold one puzzle per line), a maze as text (rows of '#', ' ', 'S', 'G'), or an ARC task file
+(JSON with 'train' and 'test' pairs). '-' reads standard input. A malformed puzzle exits with status 2
+and a message naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trm.tasks import TASKS
+
+if TYPE_CHECKING:
+    from trm.solve import Solution, Solver
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("solve", help="solve a puzzle with a checkpoint and show the answer after each step")
+    p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its latest checkpoint)")
+    p.add_argument("puzzle", help="the puzzle as text, a file holding it, or '-' for standard input")
+    p.add_argument("--trace", action="store_true", help="show the answer after every supervision step")
+    p.add_argument("--data", help="dataset the model trained on (default: the run's; ARC needs its identifiers)")
+    p.add_argument("--task", choices=TASKS, help="what the puzzle is (default: from the model's dataset)")
+    p.add_argument("--steps", type=int, help="supervision-step budget (default: N_sup of training)")
+    p.add_argument("--policy", choices=["fixed", "early"], default="fixed",
+                   help="fixed: all steps; early: stop when the halting head fires")
+    p.add_argument("--augment", type=int, default=1, help="test-time augmentation views, voted (Sudoku, Maze)")
+    p.add_argument("--noise", type=int, default=1, help="noise-perturbed trajectories, the most confident kept")
+    p.add_argument("--noise-scale", type=float, default=0.1)
+    p.add_argument("--variants", type=int, default=1, help="ARC: vote over this many of the task's variants")
+    p.add_argument("--gif", help="write the answer after each step as an animated GIF")
+    p.add_argument("--png", help="write the answer after each step as a strip (PNG)")
+    p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=run)
+
+
+def read_puzzle(arg: str) -> tuple[str, str]:
+    """(text, where): the argument itself, the file it names, or standard input for '-'."""
+    if arg == "-":
+        return sys.stdin.read(), "<stdin>"
+    path = Path(arg)
+    try:
+        if path.is_file():
+            return path.read_text(), str(path)
+    except OSError:  # a long puzzle line is not a usable file name
+        pass
+    return arg, "puzzle"
+
+
+def run(args: argparse.Namespace) -> int:
+    from trm.data.format import DataError
+    from trm.evaluate import Scaling
+    from trm.solve import Solver
+
+    try:
+        scaling = Scaling(augment=args.augment, noise=args.noise, noise_scale=args.noise_scale)
+        solver = Solver.from_checkpoint(args.checkpoint, data=args.data, task=args.task, use_ema=not args.raw,
+                                        device=args.device, steps=args.steps, policy=args.policy,
+                                        scaling=scaling if scaling.runs > 1 else None)
+        text, where = read_puzzle(args.puzzle)
+        if solver.task.name == "arc":
+            return _solve_arc(solver, text, where, args)
+        puzzles = [text]
+        if solver.task.name == "sudoku":
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+            if len(lines) > 1 and all(len(ln) == solver.task.seq_len for ln in lines):
+                puzzles = lines  # a file of one-line puzzles
+        parsed = [solver.task.parse(p, where if len(puzzles) == 1 else f"{where}: line {i + 1}")
+                  for i, p in enumerate(puzzles)]
+    except DataError as e:
+        print(f"trm solve: malformed puzzle: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"trm solve: {e}", file=sys.stderr)
+        return 2
+    solutions = solver.solve(parsed)
+    for i, s in enumerate(solutions):
+        if len(solutions) > 1:
+            print(f"== puzzle {i + 1}")
+        if args.trace:
+            for k in range(1, s.stopped + 1):
+                print(f"after step {k} ({s.changed(k)} cells changed, q_halt {s.q_halt[k - 1]:+.2f}):")
+                print(s.task.format(s.steps[k - 1], s.puzzle))
+        print("answer:")
+        print(s.text)
+        verdict = "undefined" if s.valid is None else ("yes" if s.valid else "no")
+        print(f"valid: {verdict}")
+        halted = f"halting head fired at step {s.halted_at}" if s.halted_at else "halting head never fired"
+        print(f"stopped changing after step {s.settled} of {s.stopped}; {halted}")
+    if solutions:
+        _pictures(args, solutions[0].task.name, solutions[0])
+    return 0
+
+
+def _solve_arc(solver: Solver, text: str, where: str, args: argparse.Namespace) -> int:
+    from trm.tasks import ArcGridTask
+
+    task = ArcGridTask().parse_task(text, where)
+    answers = solver.solve_arc(task, variants=args.variants)
+    for a in answers:
+        print(f"== task {a.task_id}, test input {a.test_index + 1}")
+        s = a.trace
+        if args.trace:
+            for k in range(1, s.stopped + 1):
+                print(f"after step {k} (q_halt {s.q_halt[k - 1]:+.2f}):")
+                print(s.task.format(s.steps[k - 1]))
+        print(f"answer ({len(a.candidates)} distinct candidates from {args.variants} variant(s)):")
+        print("\n".join("".join(str(int(v)) for v in row) for row in a.grid) if a.grid is not None else "(none)")
+        if a.correct is not None:
+            print(f"correct: {'yes' if a.correct else 'no'} (pass@2: {'yes' if a.pass_at_2 else 'no'})")
+        else:
+            print("correct: unknown (the task file has no test output)")
+        print(f"stopped changing after step {s.settled} of {s.stopped} (original variant)")
+    if answers:
+        _pictures(args, "arc", answers[0].trace)
+    return 0
+
+
+def _pictures(args: argparse.Namespace, task: str, s: Solution) -> None:
+    if not (args.gif or args.png):
+        return
+    from trm import viz
+
+    steps = s.steps[:s.stopped]
+    givens = s.puzzle if task == "sudoku" else None
+    if args.gif:
+        print(f"wrote {viz.save_gif(steps, task, args.gif, givens=givens)}")
+    if args.png:
+        img = viz.render_trace(steps, task, givens=givens, inputs=s.puzzle)
+        img.save(args.png)
+        print(f"wrote {args.png}")
