@@ -23,19 +23,22 @@ class Scripted(ACTModel):
         super().__init__()
         self.answers, self.halts, self.seq_len, self.vocab = answers, halts, seq_len, vocab
         self.halt_max_steps, self.halt_on_continue = len(answers), False
+        self.sizes: list[int] = []
 
     def initial_state(self, batch_size: int, device: torch.device) -> State:
-        return {"k": torch.zeros(batch_size, 1, 1)}
+        # "row" follows each example when rows that halted leave the batch
+        return {"k": torch.zeros(batch_size, 1, 1), "row": torch.arange(batch_size)}
 
     def reset_state(self, state: State, reset: Tensor) -> State:
-        return {"k": torch.where(reset.view(-1, 1, 1), 0.0, state["k"])}
+        return {"k": torch.where(reset.view(-1, 1, 1), 0.0, state["k"]), "row": state["row"]}
 
     def step(self, state: State, batch: Batch) -> tuple[State, Tensor, Tensor, Tensor]:
-        k = int(state["k"][0, 0, 0])
-        tokens = torch.tensor(self.answers[min(k, len(self.answers) - 1)])
+        k, rows = int(state["k"][0, 0, 0]), state["row"]
+        self.sizes.append(len(rows))
+        tokens = torch.tensor(self.answers[min(k, len(self.answers) - 1)])[rows]
         logits = torch.nn.functional.one_hot(tokens, self.vocab).float()[:, None, :].expand(-1, self.seq_len, -1)
-        q = torch.tensor(self.halts[min(k, len(self.halts) - 1)])
-        return {"k": state["k"] + 1}, logits, q, -q
+        q = torch.tensor(self.halts[min(k, len(self.halts) - 1)])[rows]
+        return {"k": state["k"] + 1, "row": rows}, logits, q, -q
 
 
 def _batch(labels: list[int], seq_len: int = 4) -> dict[str, np.ndarray]:
@@ -62,7 +65,9 @@ def test_early_exit_stops_each_example_when_its_head_fires() -> None:
     model = Scripted(answers, halts)
     batches = [("all", _batch([2, 3, 4]))]
     fixed = evaluate(model, batches, policy="fixed").sets["all"].summary()
+    model.sizes.clear()
     early = evaluate(model, batches, policy="early").sets["all"].summary()
+    assert model.sizes == [3, 2, 1]  # rows that halted leave the batch: early exit saves compute
     assert early["mean_steps"] == (1 + 2 + 3) / 3 < fixed["mean_steps"] == 3
     # early keeps example 0's step-1 answer (right) and example 1's step-2 answer (right);
     # fixed takes the last answers: 5 (wrong), 5 (wrong), 4 (right).

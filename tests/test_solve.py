@@ -255,3 +255,14 @@ def test_eval_command_reports_valid_accuracy_and_the_cost_of_test_time_scaling(t
     assert report["cost"]["supervision_steps_per_example"] == 4 * 3 and summary["mean_steps"] == 12
     assert len(summary["valid_accuracy_per_step"]) == 3 and summary["valid_accuracy"] >= summary["exact_accuracy"]
     assert "valid" in (ckpt / "eval-fixed-3-aug2-noise2.html").read_text()
+
+
+def test_checkpoints_load_in_the_dtype_they_trained_with(tmp_path: Path) -> None:
+    from trm.checkpoint import load_checkpoint
+
+    config = config_from_dict(dict(arch="trm", vocab_size=6, seq_len=16, hidden_size=16, num_heads=2, T=1, n=1,
+                                   layers=1, halt_max_steps=2))
+    ckpt = save_checkpoint(tmp_path / "c", model=build_model(config), step=1, extra={"train": {"dtype": "bfloat16"}})
+    assert load_checkpoint(ckpt, dtype="train").model.dtype == torch.bfloat16
+    assert load_checkpoint(ckpt).model.dtype == torch.float32
+    assert Solver.from_checkpoint(ckpt, device="cpu").model.dtype == torch.bfloat16

@@ -107,10 +107,11 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: torch.device | str | None = None,
-                    dtype: torch.dtype = torch.float32) -> Loaded:
+                    dtype: torch.dtype | str = torch.float32) -> Loaded:
     """Rebuild the model of a checkpoint folder (a run folder means its latest checkpoint).
 
-    With `use_ema` the EMA weights are loaded when the checkpoint has them.
+    With `use_ema` the EMA weights are loaded when the checkpoint has them. `dtype` is the activation
+    dtype (parameters stay float32); "train" means the one the run trained with.
     """
     path = Path(path)
     if (path / "latest").is_file():
@@ -123,6 +124,11 @@ def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: torch.dev
         config = config_from_dict(meta["model"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path / 'config.json'}: bad model config ({e})") from None
+    if isinstance(dtype, str):
+        from trm.train import pick_dtype
+
+        name = meta.get("train", {}).get("dtype", "float32") if dtype == "train" else dtype
+        dtype = pick_dtype(name, torch.device(device or "cpu"))
     model = build_model(config, dtype=dtype, device=device)
     weights = path / ("ema.safetensors" if use_ema and (path / "ema.safetensors").is_file() else "model.safetensors")
     if not weights.is_file():

@@ -121,7 +121,7 @@ class Trajectory(NamedTuple):
     q_halt: Tensor
     """The halting logit at that step, [B]."""
     trace: list[Tensor]
-    """The answer after every step run, each [B, seq]."""
+    """The answer after every step run, each [B, seq] (under early exit a row that stopped keeps its answer)."""
     q_trace: list[Tensor]
     """The halting logit after every step run, each [B]."""
 
@@ -131,7 +131,8 @@ def run_steps(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str
               noise_scale: float = 0.0, generator: torch.Generator | None = None) -> Trajectory:
     """Run `steps` supervision steps from a fresh state (perturbed by Gaussian noise of standard deviation
     `noise_scale` when it is positive). The early policy stops where the model would halt in training
-    (q_halt > 0, or q_halt > q_continue for models that halt on the continue head)."""
+    (q_halt > 0, or q_halt > q_continue for models that halt on the continue head); rows that stopped
+    leave the batch, so early exit saves compute."""
     if policy not in POLICIES:
         raise ValueError(f"unknown halting policy {policy!r}: choose one of {', '.join(POLICIES)}")
     size = batch["inputs"].shape[0]
@@ -140,29 +141,30 @@ def run_steps(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str
     if noise_scale > 0:
         state = {k: v + noise_scale * torch.randn(v.shape, generator=generator, device=v.device).to(v.dtype)
                  for k, v in state.items()}
-    final = torch.zeros_like(batch["inputs"], dtype=torch.long)
     stopped = torch.full((size,), steps, dtype=torch.long, device=device)
-    q_final = torch.zeros(size, device=device)
-    done = torch.zeros(size, dtype=torch.bool, device=device)
-    trace, q_trace = [], []
+    rows = torch.arange(size, device=device)  # rows still running; `state` and `data` hold only these
+    data = batch
+    answer = torch.zeros_like(batch["inputs"], dtype=torch.long)
+    q_last = torch.zeros(size, device=device)
+    trace: list[Tensor] = []
+    q_trace: list[Tensor] = []
     for k in range(steps):
-        state, logits, q_halt, q_continue = model.step(state, batch)
-        preds = logits.argmax(-1)
-        trace.append(preds)
-        q_trace.append(q_halt.float())
-        last = k == steps - 1
-        if policy == "fixed":
-            now = ~done if last else torch.zeros_like(done)
-        else:
+        state, logits, q_halt, q_continue = model.step(state, data)
+        answer, q_last = answer.clone(), q_last.clone()  # rows that stopped keep their answer
+        answer[rows], q_last[rows] = logits.argmax(-1), q_halt.float()
+        trace.append(answer)
+        q_trace.append(q_last)
+        if policy == "early" and k < steps - 1:
             halt = (q_halt > q_continue) if model.halt_on_continue else (q_halt > 0)
-            now = ~done & (halt | last)
-        final = torch.where(now.unsqueeze(-1), preds, final)
-        stopped = torch.where(now, k + 1, stopped)
-        q_final = torch.where(now, q_halt.float(), q_final)
-        done = done | now
-        if policy == "early" and bool(done.all()):
-            break
-    return Trajectory(final, stopped, q_final, trace, q_trace)
+            if bool(halt.any()):  # drop the rows that halted: the rest run on a smaller batch
+                stopped[rows[halt]] = k + 1
+                keep = ~halt
+                rows = rows[keep]
+                state = {name: v[keep] for name, v in state.items()}
+                data = {name: v[keep] for name, v in data.items()}
+                if rows.numel() == 0:
+                    break
+    return Trajectory(answer, stopped, q_last, trace, q_trace)
 
 
 @dataclass(frozen=True)

@@ -110,15 +110,16 @@ class Solver:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, data: str | Path | None = None, task: str | None = None,
-                        use_ema: bool = True, device: str = "auto", **kwargs: Any) -> Solver:
+                        use_ema: bool = True, device: str = "auto", dtype: str = "train", **kwargs: Any) -> Solver:
         """Load a checkpoint (or a run folder's latest); the task comes from `task`, else from the dataset
-        the run trained on (or `data`), else from the model's vocabulary and sequence length."""
+        the run trained on (or `data`), else from the model's vocabulary and sequence length. `dtype`:
+        activations in the run's training dtype ("train"), "float32" or "bfloat16"."""
         from trm.checkpoint import load_checkpoint
         from trm.data.format import load_dataset
         from trm.train import pick_device
 
         dev = pick_device(device)
-        loaded = load_checkpoint(path, use_ema=use_ema, device=dev)
+        loaded = load_checkpoint(path, use_ema=use_ema, device=dev, dtype=dtype)
         data_dir = data or loaded.meta.get("train", {}).get("data")
         dataset = load_dataset(data_dir) if data_dir and Path(data_dir, "train").is_dir() else None
         declared = task or (dataset.train.meta.task if dataset is not None else None)

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from trm.data import sudoku
     from trm.data.sampler import open_dataset
     from trm.evaluate import evaluate
+    from trm.solve import Solver
+    from trm.tasks import SudokuTask
     from trm.train import load_recipe, train
 
     out = Path(args.out)
@@ -62,28 +64,35 @@ def run(args: argparse.Namespace) -> int:
             return 130
         ckpt = latest_checkpoint(run_dir)
     assert ckpt is not None
-    model = load_checkpoint(ckpt).model.eval()  # EMA weights
+    model = load_checkpoint(ckpt, dtype="train").model.eval()  # EMA weights, the training dtype
 
     print("== 3. held-out accuracy after each supervision step")
     data = open_dataset(data_dir)
-    result = evaluate(model, data.test_batches(250), steps=model.halt_max_steps)
+    result = evaluate(model, data.test_batches(250), steps=model.halt_max_steps, task=SudokuTask(6), keep_examples=3)
     summary = result.sets["all"].summary()
     per_step = summary["exact_accuracy_per_step"]
     for i, acc in enumerate(per_step):
         print(f"   step {i + 1}: {acc:6.1%} " + "#" * round(40 * acc))
     print(f"   exact accuracy {summary['exact_accuracy']:.1%} on {summary['count']} unseen puzzles "
-          f"(token accuracy {summary['accuracy']:.1%})")
+          f"(valid {summary['valid_accuracy']:.1%}, token accuracy {summary['accuracy']:.1%})")
 
     print("== 4. solving one new puzzle, step by step")
     rng = np.random.default_rng(12345)
     puzzle, solution, _ = sudoku.generate(sudoku.GeneratorConfig(n=6, target_givens=10), rng)
-    steps, valid, settled = solve_trace(model, puzzle)
-    for i, tokens in enumerate(steps):
-        grid = sudoku.decode(tokens, 6)
-        changed = "" if i == 0 else f"  ({int((tokens != steps[i - 1]).sum())} cells changed)"
-        print(f"   after step {i + 1}{changed}:")
-        print(pretty(grid, puzzle))
-    print(f"   valid: {valid}; the answer stopped changing after step {settled}")
+    solved = Solver(model, SudokuTask(6)).solve_one(sudoku.encode(puzzle))
+    steps = solved.steps
+
+    def show(tokens: np.ndarray) -> None:
+        print("\n".join("      " + line for line in solved.task.format(tokens).splitlines()))
+
+    print("   the puzzle:")
+    show(solved.puzzle)
+    for k in range(1, solved.settled + 1):  # later steps leave the answer as it is
+        print(f"   after step {k} ({solved.changed(k)} cells changed):")
+        show(steps[k - 1])
+    if solved.settled < len(steps):
+        print(f"   steps {solved.settled + 1}-{len(steps)}: no cell changed")
+    print(f"   valid: {solved.valid}; the answer stopped changing after step {solved.settled}")
 
     print("== 5. pictures")
     from trm import viz
@@ -91,62 +100,10 @@ def run(args: argparse.Namespace) -> int:
     givens = sudoku.encode(puzzle).reshape(-1)
     answer = sudoku.encode(solution).reshape(-1)
     gif = viz.save_gif([s.reshape(-1) for s in steps], "sudoku", out / "solve.gif", givens=givens, solution=answer)
-    examples = demo_examples(model, data, count=6)
+    examples = result.examples
     report = viz.html_report(out / "report.html", "trm demo: 6x6 Sudoku", {"held-out": per_step}, examples,
                              {"exact accuracy": f"{summary['exact_accuracy']:.1%}", "puzzles": summary["count"],
                               "checkpoint": str(ckpt)}, task="sudoku")
     (out / "results.json").write_text(json.dumps({"checkpoint": str(ckpt), **result.to_dict()}, indent=1))
     print(f"   wrote {gif} and {report}")
     return 0
-
-
-def pretty(grid: np.ndarray, givens: np.ndarray, box: tuple[int, int] = (2, 3)) -> str:
-    """A grid as text with box rules; digits the model filled in are marked with a trailing dot."""
-    rows = []
-    for r, row in enumerate(grid):
-        if r and r % box[0] == 0:
-            rows.append("      " + "+".join(["-" * (3 * box[1])] * (len(row) // box[1])))
-        cells = [(f"{v} " if givens[r, c] else f"{v}.") if v else "_ " for c, v in enumerate(row)]
-        groups = [" ".join(cells[i:i + box[1]]) for i in range(0, len(cells), box[1])]
-        rows.append("      " + "|".join(groups))
-    return "\n".join(rows)
-
-
-def solve_trace(model, puzzle: np.ndarray) -> tuple[list[np.ndarray], bool, int]:
-    """The answer (tokens) after each supervision step, whether the last is valid, and the step
-    after which it stopped changing."""
-    import torch
-
-    from trm.data import sudoku
-    from trm.evaluate import run_steps
-
-    tokens = sudoku.encode(puzzle).reshape(1, -1)
-    batch = {"inputs": torch.as_tensor(tokens, dtype=torch.int32),
-             "puzzle_identifiers": torch.zeros(1, dtype=torch.int32)}
-    trace = run_steps(model, batch, model.halt_max_steps).trace
-    steps = [t[0].numpy() for t in trace]
-    settled = len(steps)
-    while settled > 1 and np.array_equal(steps[settled - 1], steps[settled - 2]):
-        settled -= 1
-    n = int(round(len(steps[-1]) ** 0.5))
-    valid = bool(sudoku.is_valid_solution(sudoku.decode(steps[-1], n), puzzle))
-    return steps, valid, settled
-
-
-def demo_examples(model, data, count: int) -> list[dict]:
-    """A few test puzzles with their per-step answers, for the report."""
-    import torch
-
-    from trm.evaluate import run_steps
-
-    batch = next(iter(data.test_batches(count)))[1]
-    tensors = {k: torch.as_tensor(v) for k, v in batch.items()}
-    trace = run_steps(model, tensors, model.halt_max_steps).trace
-    labels = batch["labels"]
-    examples = []
-    for i in range(count):
-        steps = [t[i].numpy() for t in trace]
-        label = np.where(labels[i] < 0, batch["inputs"][i], labels[i])
-        examples.append({"inputs": batch["inputs"][i], "steps": steps, "label": label,
-                         "correct": bool(np.array_equal(steps[-1], label)), "task": "sudoku"})
-    return examples

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fixed: run every step (the reference); early: stop when the halting head fires")
     p.add_argument("--blank-ids", action="store_true", help="ablation: blank puzzle identifiers at test time")
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    p.add_argument("--dtype", choices=["train", "float32", "bfloat16"], default="train",
+                   help="activation dtype (default: the one the run trained with)")
     g = p.add_argument_group("test-time scaling (cost: augment x noise times the steps)")
     g.add_argument("--augment", type=int, default=1, metavar="A",
                    help="answers from A views (the original and A-1 transforms), inverted and voted (Sudoku, Maze)")
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise SystemExit(f"trm eval: {e}") from None
     device = pick_device(args.device)
-    loaded = load_checkpoint(args.checkpoint, use_ema=not args.raw, device=device)
+    loaded = load_checkpoint(args.checkpoint, use_ema=not args.raw, device=device, dtype=args.dtype)
     data_dir = args.data or loaded.meta.get("train", {}).get("data")
     if not data_dir:
         raise SystemExit(f"{loaded.path}: no dataset recorded; pass --data DIR")
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
                       max_batches=args.max_batches)
     report: dict[str, Any] = {"checkpoint": str(loaded.path), "data": str(data_dir),
                               "task": task.name if task else None, "blank_ids": args.blank_ids,
+                              "dtype": str(loaded.model.dtype).removeprefix("torch."),
                               "weights": "raw" if args.raw else "ema", **result.to_dict()}
     tag = f"{args.policy}-{result.budget}" + ("-blank" if args.blank_ids else "")
     tag += f"-aug{scaling.augment}" if scaling.augment > 1 else ""

@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gif", help="write the answer after each step as an animated GIF")
     p.add_argument("--png", help="write the answer after each step as a strip (PNG)")
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
+    p.add_argument("--dtype", choices=["train", "float32", "bfloat16"], default="train",
+                   help="activation dtype (default: the one the run trained with)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
 
@@ -61,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         scaling = Scaling(augment=args.augment, noise=args.noise, noise_scale=args.noise_scale)
         solver = Solver.from_checkpoint(args.checkpoint, data=args.data, task=args.task, use_ema=not args.raw,
-                                        device=args.device, steps=args.steps, policy=args.policy,
+                                        device=args.device, dtype=args.dtype, steps=args.steps, policy=args.policy,
                                         scaling=scaling if scaling.runs > 1 else None)
         text, where = read_puzzle(args.puzzle)
         if solver.task.name == "arc":

@@ -102,7 +102,10 @@ class DatasetMetadata:
         return meta
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        fields = asdict(self)
+        if fields["task"] is None:  # the reference's fields only
+            del fields["task"]
+        return json.dumps(fields, indent=2, sort_keys=True) + "\n"
 
 
 @dataclass
