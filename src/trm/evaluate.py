@@ -349,7 +349,7 @@ def _keep(examples: dict[bool, list[dict[str, Any]]], limit: int, set_name: str,
             continue
         inputs, labels = np.asarray(np_batch["inputs"][row]), np.asarray(np_batch["labels"][row])
         examples[correct].append({
-            "set": set_name, "inputs": inputs, "label": np.where(labels == IGNORE_LABEL_ID, inputs, labels),
+            "set": set_name, "inputs": inputs, "label": np.where(labels == IGNORE_LABEL_ID, 0, labels),  # 0: pad
             "steps": [t[row].cpu().numpy() for t in trace], "correct": correct, "task": task.name if task else None})
 
 
