@@ -40,6 +40,11 @@ Collect = Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray], None]
 """Called per batch with (the batch as given, real rows only; final answers; their q_halt logits)."""
 
 
+def check_policy(policy: str) -> None:
+    if policy not in POLICIES:
+        raise ValueError(f"unknown halting policy {policy!r}: choose one of {', '.join(POLICIES)}")
+
+
 def _add_lists(a: list[int], b: list[int]) -> list[int]:
     return [x + y for x, y in zip(a or [0] * len(b), b, strict=True)]
 
@@ -121,9 +126,10 @@ class Trajectory(NamedTuple):
     q_halt: Tensor
     """The halting logit at that step, [B]."""
     trace: list[Tensor]
-    """The answer after every step run, each [B, seq] (under early exit a row that stopped keeps its answer)."""
+    """The answer after each of the `steps` steps, each [B, seq]: a row that stopped early keeps its
+    answer, so the last entry is `final`."""
     q_trace: list[Tensor]
-    """The halting logit after every step run, each [B]."""
+    """The halting logit after each step, each [B] (kept likewise)."""
 
 
 @torch.no_grad()
@@ -133,8 +139,7 @@ def run_steps(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str
     `noise_scale` when it is positive). The early policy stops where the model would halt in training
     (q_halt > 0, or q_halt > q_continue for models that halt on the continue head); rows that stopped
     leave the batch, so early exit saves compute."""
-    if policy not in POLICIES:
-        raise ValueError(f"unknown halting policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    check_policy(policy)
     size = batch["inputs"].shape[0]
     device = batch["inputs"].device
     state = model.reset_state(model.initial_state(size, device), torch.ones(size, dtype=torch.bool, device=device))
@@ -164,6 +169,8 @@ def run_steps(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str
                 data = {name: v[keep] for name, v in data.items()}
                 if rows.numel() == 0:
                     break
+    trace += [answer] * (steps - len(trace))  # every row stopped: the answers stay
+    q_trace += [q_last] * (steps - len(q_trace))
     return Trajectory(answer, stopped, q_last, trace, q_trace)
 
 
@@ -232,8 +239,8 @@ def select(answers: Tensor, q_halt: Tensor, rule: str) -> tuple[Tensor, Tensor]:
 def predict(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str = "fixed", *,
             scaling: Scaling | None = None, task: PuzzleTask | None = None, batch_index: int = 0) -> Trajectory:
     """`run_steps`, or with `scaling` several runs per example merged into one answer per step (the
-    answer after step k is chosen among the runs' answers after step k; the final one among the runs'
-    final answers). `stopped` then counts the supervision steps of all runs together (the cost)."""
+    answer after step k is chosen among the runs' answers after step k; the final answer is the last
+    step's choice). `stopped` then counts the supervision steps of all runs together (the cost)."""
     if scaling is None or scaling.runs == 1:
         return run_steps(model, batch, steps, policy)
     device = batch["inputs"].device
@@ -245,7 +252,7 @@ def predict(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str =
                              f"{task.name if task else 'an unknown task'}")
         rng = np.random.default_rng([scaling.seed, batch_index])
         views += [task.augmentation(rng) for _ in range(scaling.augment - 1)]  # type: ignore[misc]
-    finals, q_finals, traces, q_traces, cost = [], [], [], [], torch.zeros_like(batch["labels"][:, 0], dtype=torch.long)
+    traces, q_traces, cost = [], [], torch.zeros_like(batch["labels"][:, 0], dtype=torch.long)
     generator = torch.Generator(device=device)
     for v, view in enumerate(views):
         seen = {**batch, "inputs": torch.as_tensor(view.apply(inputs), device=device)}
@@ -253,26 +260,16 @@ def predict(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str =
             generator.manual_seed(int(np.random.SeedSequence([scaling.seed, batch_index, v, r]).generate_state(1)[0]))
             run = run_steps(model, seen, steps, policy, noise_scale=scaling.noise_scale if r else 0.0,
                             generator=generator)
-
-            def back(t: Tensor, view: Augmentation = view) -> Tensor:
-                return torch.as_tensor(view.invert(t.cpu().numpy()), device=device).long()
-
-            trace = run.trace + [run.final] * (steps - len(run.trace))  # early stops: the answer stays
-            q_trace = run.q_trace + [run.q_halt] * (steps - len(run.q_trace))
-            finals.append(back(run.final))
-            q_finals.append(run.q_halt)
-            traces.append([back(t) for t in trace])
-            q_traces.append(q_trace)
+            traces.append([torch.as_tensor(view.invert(t.cpu().numpy()), device=device).long() for t in run.trace])
+            q_traces.append(run.q_trace)
             cost = cost + run.stopped
-    rule = scaling.rule
-    final, index = select(torch.stack(finals), torch.stack(q_finals), rule)
-    q_final = torch.stack(q_finals).gather(0, index[None])[0]
     per_step, q_per_step = [], []
-    for k in range(steps):
+    for k in range(steps):  # the answer after step k is chosen among the runs' answers after step k
         q_k = torch.stack([q[k] for q in q_traces])
-        answer, chosen = select(torch.stack([t[k] for t in traces]), q_k, rule)
+        answer, chosen = select(torch.stack([t[k] for t in traces]), q_k, scaling.rule)
         per_step.append(answer)
         q_per_step.append(q_k.gather(0, chosen[None])[0])
+    final, q_final = per_step[-1], q_per_step[-1]
     return Trajectory(final, cost, q_final, per_step, q_per_step)
 
 
@@ -284,8 +281,7 @@ def evaluate(model: ACTModel, batches: Iterable[TestBatch], *, device: torch.dev
     sees (the ablation); `collect` receives every batch's answers (e.g. ARC voting); `keep_examples`
     keeps up to that many right and that many wrong examples with their per-step answers."""
     budget = steps or model.halt_max_steps
-    if policy not in POLICIES:
-        raise ValueError(f"unknown halting policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    check_policy(policy)
     model.eval()
     sets: dict[str, SetResult] = {}
     examples: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
@@ -302,7 +298,6 @@ def evaluate(model: ACTModel, batches: Iterable[TestBatch], *, device: torch.dev
         mask = labels != IGNORE_LABEL_ID
         counts = mask.sum(-1)
         real = counts > 0
-        trace = run.trace + [run.final] * (budget - len(run.trace))
 
         def exact(preds: Tensor, labels: Tensor = labels, mask: Tensor = mask, counts: Tensor = counts,
                   real: Tensor = real) -> Tensor:
@@ -315,23 +310,24 @@ def evaluate(model: ACTModel, batches: Iterable[TestBatch], *, device: torch.dev
                                             0).sum()),
             exact_correct=int(seq_ok.sum()),
             steps_used=int(torch.where(real, run.stopped, 0).sum()),
-            per_step_exact=[int(exact(p).sum()) for p in trace],
+            per_step_exact=[int(exact(p).sum()) for p in run.trace],
             q_halt_correct=int((real & ((run.q_halt >= 0) == seq_ok)).sum()),
         )
         rows = real.cpu().numpy()
         inputs = np.asarray(np_batch["inputs"])[rows]
+        final = run.final.cpu().numpy()[rows]
         valid = None
         if task is not None and task.checks_validity:
-            valid = task.valid(run.final.cpu().numpy()[rows], inputs)
-            per_step = [task.valid(p.cpu().numpy()[rows], inputs) for p in trace]
+            valid = task.valid(final, inputs)
+            per_step = [task.valid(p.cpu().numpy()[rows], inputs) for p in run.trace]
             result.valid_correct = int(np.sum(valid))
             result.per_step_valid = [int(np.sum(v)) for v in per_step]
         sets.setdefault(name, SetResult()).add(result)
         if collect is not None:
-            collect({k: np.asarray(v)[rows] for k, v in np_batch.items()}, run.final.cpu().numpy()[rows],
+            collect({k: np.asarray(v)[rows] for k, v in np_batch.items()}, final,
                     run.q_halt.float().cpu().numpy()[rows])
         if keep_examples:
-            _keep(examples, keep_examples, name, np_batch, rows, trace, seq_ok, valid, task)
+            _keep(examples, keep_examples, name, np_batch, rows, run.trace, seq_ok, valid, task)
     if reduce and dist.is_initialized():
         sets = _reduce_sets(sets, budget)
     return EvalResult(sets=sets, policy=policy, budget=budget, scaling=scaling,

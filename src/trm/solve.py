@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from trm.data.format import DataError
-from trm.evaluate import POLICIES, Scaling, predict
+from trm.evaluate import Scaling, check_policy, predict
 from trm.models import ACTModel
 from trm.tasks import ArcGridTask, PuzzleTask, task_for
 
@@ -98,8 +98,7 @@ class Solver:
     def __init__(self, model: ACTModel, task: PuzzleTask, *, steps: int | None = None, policy: str = "fixed",
                  scaling: Scaling | None = None, device: torch.device | str = "cpu", batch_size: int = 256,
                  identifiers: Sequence[str] | None = None) -> None:
-        if policy not in POLICIES:
-            raise ValueError(f"unknown halting policy {policy!r}: choose one of {', '.join(POLICIES)}")
+        check_policy(policy)
         if task.seq_len != model.config.seq_len:
             raise ValueError(f"the model reads {model.config.seq_len} tokens, a {task.name} of this size "
                              f"{task.seq_len}")
@@ -156,19 +155,17 @@ class Solver:
             run = predict(self.model, batch, self.steps, self.policy, scaling=self.scaling, task=self.task,
                           batch_index=lo // self.batch_size)
             trace = [t.cpu().numpy() for t in run.trace]
-            trace += [run.final.cpu().numpy()] * (self.steps - len(trace))
             q = [t.float().cpu().numpy() for t in run.q_trace]
-            q += [run.q_halt.float().cpu().numpy()] * (self.steps - len(q))
             finals = run.final.cpu().numpy()
             valid = self.task.valid(finals, chunk) if self.task.checks_validity else None
+            # with test-time scaling `stopped` counts all runs' steps; the answer is the last step's choice
             stopped = run.stopped.cpu().numpy() if self.scaling is None or self.scaling.runs == 1 else None
             for j in range(len(chunk)):
-                steps = [t[j] for t in trace]
                 at = int(stopped[j]) if stopped is not None else self.steps
-                steps[at - 1] = finals[j]
                 known = None if answers is None or answers[lo + j] is None else answers[lo + j]
                 out.append(Solution(
-                    task=self.task, puzzle=chunk[j], steps=steps, q_halt=[float(x[j]) for x in q], stopped=at,
+                    task=self.task, puzzle=chunk[j], steps=[t[j] for t in trace], q_halt=[float(x[j]) for x in q],
+                    stopped=at,
                     valid=None if valid is None else bool(valid[j]),
                     correct=None if known is None else bool(np.array_equal(finals[j], np.asarray(known).reshape(-1)))))
         return out

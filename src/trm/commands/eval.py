@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trm.tasks import TASKS
+
+if TYPE_CHECKING:
+    from trm.evaluate import Scaling
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,16 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--dtype", choices=["train", "float32", "bfloat16"], default="train",
                    help="activation dtype (default: the one the run trained with)")
-    g = p.add_argument_group("test-time scaling (cost: augment x noise times the steps)")
-    g.add_argument("--augment", type=int, default=1, metavar="A",
-                   help="answers from A views (the original and A-1 transforms), inverted and voted (Sudoku, Maze)")
-    g.add_argument("--noise", type=int, default=1, metavar="K",
-                   help="K trajectories per view, all but the first from a noise-perturbed initial state")
-    g.add_argument("--noise-scale", type=float, default=0.1, help="standard deviation of that noise")
-    g.add_argument("--select", choices=["auto", "vote", "halt"], default="auto",
-                   help="vote: most frequent answer (ties: halting confidence); halt: most confident answer; "
-                        "auto: vote when augmenting, else halt")
-    g.add_argument("--seed", type=int, default=0)
+    add_scaling_arguments(p)
     a = p.add_argument_group("ARC")
     a.add_argument("--challenges", help="Kaggle challenges file to answer (default: the dataset's test tasks)")
     a.add_argument("--solutions", help="its solutions file, for pass@k (optional)")
@@ -48,16 +42,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def add_scaling_arguments(p: argparse.ArgumentParser) -> None:
+    """The test-time-scaling options, shared by `trm eval` and `trm solve`."""
+    g = p.add_argument_group("test-time scaling (cost: augment x noise times the steps)")
+    g.add_argument("--augment", type=int, default=1, metavar="A",
+                   help="answers from A views (the original and A-1 transforms), inverted and voted (Sudoku, Maze)")
+    g.add_argument("--noise", type=int, default=1, metavar="K",
+                   help="K trajectories per view, all but the first from a noise-perturbed initial state")
+    g.add_argument("--noise-scale", type=float, default=0.1, help="standard deviation of that noise")
+    g.add_argument("--select", choices=["auto", "vote", "halt"], default="auto",
+                   help="vote: most frequent answer (ties: halting confidence); halt: most confident answer; "
+                        "auto: vote when augmenting, else halt")
+    g.add_argument("--seed", type=int, default=0, help="seeds the transforms and the noise")
+
+
+def scaling_from_args(args: argparse.Namespace) -> Scaling | None:
+    """The `Scaling` the options ask for; None for one plain answer. ValueError on impossible settings."""
+    from trm.evaluate import Scaling
+
+    scaling = Scaling(augment=args.augment, noise=args.noise, noise_scale=args.noise_scale, select=args.select,
+                      seed=args.seed)
+    return scaling if scaling.runs > 1 else None
+
+
 def run(args: argparse.Namespace) -> int:
     from trm.checkpoint import load_checkpoint
     from trm.data.sampler import open_dataset
-    from trm.evaluate import Scaling, evaluate
+    from trm.evaluate import evaluate
     from trm.tasks import dataset_task, task_for
     from trm.train import pick_device
 
     try:
-        scaling = Scaling(augment=args.augment, noise=args.noise, noise_scale=args.noise_scale, select=args.select,
-                          seed=args.seed)
+        scaling = scaling_from_args(args)
     except ValueError as e:
         raise SystemExit(f"trm eval: {e}") from None
     device = pick_device(args.device)
@@ -68,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     data = open_dataset(data_dir)
     meta = data.dataset.train.meta
     task = task_for(meta.vocab_size, meta.seq_len, args.task) if args.task else dataset_task(data.dataset)
-    if task is not None and task.name == "arc" and scaling.augment > 1:
+    if task is not None and task.name == "arc" and args.augment > 1:
         raise SystemExit("trm eval: ARC answers are already voted over the dataset's variants of every task "
                          "(augmentation by construction); --augment applies to Sudoku and Maze")
 
@@ -83,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             voter.add(batch["puzzle_identifiers"], batch["inputs"], final, q_halt)
 
     result = evaluate(loaded.model, data.test_batches(args.batch_size), device=device, steps=args.steps,
-                      policy=args.policy, task=task, scaling=scaling if scaling.runs > 1 else None,
+                      policy=args.policy, task=task, scaling=scaling,
                       blank_ids=args.blank_ids, collect=collect, keep_examples=0 if args.no_report else 4,
                       max_batches=args.max_batches)
     report: dict[str, Any] = {"checkpoint": str(loaded.path), "data": str(data_dir),
@@ -91,8 +107,8 @@ def run(args: argparse.Namespace) -> int:
                               "dtype": str(loaded.model.dtype).removeprefix("torch."),
                               "weights": "raw" if args.raw else "ema", **result.to_dict()}
     tag = f"{args.policy}-{result.budget}" + ("-blank" if args.blank_ids else "")
-    tag += f"-aug{scaling.augment}" if scaling.augment > 1 else ""
-    tag += f"-noise{scaling.noise}" if scaling.noise > 1 else ""
+    tag += f"-aug{args.augment}" if args.augment > 1 else ""
+    tag += f"-noise{args.noise}" if args.noise > 1 else ""
     folder = Path(loaded.path)
     if voter is not None:
         report["arc"] = _score_arc(args, voter, data_dir, folder / f"submission-{tag}.json")

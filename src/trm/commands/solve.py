@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trm.commands.eval import add_scaling_arguments, scaling_from_args
 from trm.tasks import TASKS
 
 if TYPE_CHECKING:
@@ -29,9 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="supervision-step budget (default: N_sup of training)")
     p.add_argument("--policy", choices=["fixed", "early"], default="fixed",
                    help="fixed: all steps; early: stop when the halting head fires")
-    p.add_argument("--augment", type=int, default=1, help="test-time augmentation views, voted (Sudoku, Maze)")
-    p.add_argument("--noise", type=int, default=1, help="noise-perturbed trajectories, the most confident kept")
-    p.add_argument("--noise-scale", type=float, default=0.1)
     p.add_argument("--variants", type=int, default=1, help="ARC: vote over this many of the task's variants")
     p.add_argument("--gif", help="write the answer after each step as an animated GIF")
     p.add_argument("--png", help="write the answer after each step as a strip (PNG)")
@@ -39,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["train", "float32", "bfloat16"], default="train",
                    help="activation dtype (default: the one the run trained with)")
     p.add_argument("--device", default="auto")
+    add_scaling_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -57,14 +56,12 @@ def read_puzzle(arg: str) -> tuple[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from trm.data.format import DataError
-    from trm.evaluate import Scaling
     from trm.solve import Solver
 
     try:
-        scaling = Scaling(augment=args.augment, noise=args.noise, noise_scale=args.noise_scale)
         solver = Solver.from_checkpoint(args.checkpoint, data=args.data, task=args.task, use_ema=not args.raw,
                                         device=args.device, dtype=args.dtype, steps=args.steps, policy=args.policy,
-                                        scaling=scaling if scaling.runs > 1 else None)
+                                        scaling=scaling_from_args(args))
         text, where = read_puzzle(args.puzzle)
         if solver.task.name == "arc":
             return _solve_arc(solver, text, where, args)
