@@ -93,6 +93,8 @@ class Loaded:
     config: ModelConfig
     meta: dict[str, Any]
     path: Path
+    numeric: str = ""
+    """What activation dtype was chosen and why (empty when the caller gave a torch dtype)."""
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
@@ -124,11 +126,13 @@ def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: torch.dev
         config = config_from_dict(meta["model"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path / 'config.json'}: bad model config ({e})") from None
+    note = ""
     if isinstance(dtype, str):
-        from trm.train import pick_dtype
+        from trm.runtime import inference_mode
 
-        name = meta.get("train", {}).get("dtype", "float32") if dtype == "train" else dtype
-        dtype = pick_dtype(name, torch.device(device or "cpu"))
+        trained = meta.get("numeric", {}).get("dtype") or meta.get("train", {}).get("dtype", "float32")
+        mode = inference_mode(dtype, trained, torch.device(device or "cpu"), config)
+        dtype, note = mode.dtype, mode.reason
     model = build_model(config, dtype=dtype, device=device)
     weights = path / ("ema.safetensors" if use_ema and (path / "ema.safetensors").is_file() else "model.safetensors")
     if not weights.is_file():
@@ -138,7 +142,7 @@ def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: torch.dev
         model.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"{weights}: weights do not fit the model in config.json ({e})") from None
-    return Loaded(model=model, config=config, meta=meta, path=path)
+    return Loaded(model=model, config=config, meta=meta, path=path, numeric=note)
 
 
 def load_train_state(path: str | Path) -> dict[str, Any]:

@@ -305,6 +305,18 @@ def cosine_schedule_with_warmup(step: int, base_lr: float, warmup_steps: int, to
     return base_lr * (min_ratio + max(0.0, (1.0 - min_ratio) * cosine))
 
 
+def depth_at(step: int, total_steps: int, curriculum: list[list[float]] | list[tuple[float, int, int]]
+             ) -> tuple[int, int] | None:
+    """The (n, T) of a depth curriculum at `step`: `curriculum` lists stages [start fraction of training,
+    n, T] in increasing order (CGAR's progressive depth, arXiv 2511.08653, is e.g. [[0, 2, 1], [0.3, 4, 2],
+    [0.6, 6, 3]]); None before the first stage or without a curriculum (the model's own depth)."""
+    found = None
+    for start, n, T in curriculum:
+        if step >= start * total_steps:
+            found = (int(n), int(T))
+    return found
+
+
 # ---------------------------------------------------------------------------------------------------------
 # EMA of weights
 # ---------------------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from trm.checkpoint import latest_checkpoint, load_train_state, save_checkpoint,
 from trm.loss import act_loss
 from trm.models import ACTModel, Carry, build_model, config_from_dict
 from trm.models.config import ConfigError
+from trm.runtime import numeric_mode, pick_device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +82,12 @@ class TrainConfig:
     init_from: str | None = None
     """Start from these weights (fine-tuning): one of our checkpoint folders, or a checkpoint file
     saved by the reference implementation (with its all_config.yaml beside it)."""
+    stop_at_accuracy: float | None = None
+    """End the run (with a final checkpoint) at the first evaluation whose held-out exact accuracy
+    reaches this fraction (None: run every step)."""
+    depth_curriculum: list[list[float]] = field(default_factory=list)
+    """(n, T) depth curriculum: stages [start fraction of training, n, T] (CGAR, arXiv 2511.08653, e.g.
+    [[0, 2, 1], [0.3, 4, 2], [0.6, 6, 3]]); TRM only; evaluation always runs the model's own n and T."""
     seed: int = 0
     device: str = "auto"
     """cpu, cuda, mps, or auto (cuda > mps > cpu)."""
@@ -146,24 +153,6 @@ def init_distributed(device_type: str) -> Dist:
     return Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
-def pick_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
-
-
 # ---------------------------------------------------------------------------------------------
 # State that must survive a resume
 
@@ -208,24 +197,27 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     """
     from trm.data.sampler import open_dataset
     from trm.logging import MetricLogger
-    from trm.optim import EMA, AdamATan2, SignSGDEmbedding, cosine_schedule_with_warmup
+    from trm.optim import EMA, AdamATan2, SignSGDEmbedding, cosine_schedule_with_warmup, depth_at
 
     device_probe = pick_device(cfg.device)
     ddp = init_distributed(device_probe.type)
     device = pick_device(cfg.device, ddp.local_rank)
-    dtype = pick_dtype(cfg.dtype, device)
     if cfg.global_batch_size % ddp.world_size:
         raise ConfigError(f"global_batch_size={cfg.global_batch_size} is not divisible by {ddp.world_size} processes")
     local_batch = cfg.global_batch_size // ddp.world_size
 
     data = open_dataset(cfg.data)
     model_cfg = config_from_dict({**data.model_fields(), **cfg.model})
+    total_steps = cfg.steps or max(1, int(cfg.epochs * data.steps_per_epoch(cfg.global_batch_size)))
+    mode = numeric_mode(cfg.dtype, cfg.compile, device, model_cfg, local_batch, steps=total_steps)
+    dtype = mode.dtype
+    if ddp.main:
+        print(f"numeric mode: {mode.reason}", file=sys.stderr, flush=True)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model: ACTModel = build_model(model_cfg, dtype=dtype, device=device)
     if cfg.init_from:
         model.load_state_dict(_initial_weights(cfg.init_from))
     sampler = data.train_sampler(cfg.global_batch_size, rank=ddp.rank, world_size=ddp.world_size, seed=cfg.seed)
-    total_steps = cfg.steps or max(1, int(cfg.epochs * data.steps_per_epoch(cfg.global_batch_size)))
 
     optimizer = AdamATan2(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     emb_optimizer = (SignSGDEmbedding(model.embed.puzzle, lr=cfg.puzzle_emb_lr,
@@ -233,7 +225,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                      if model.embed.puzzle is not None else None)
     ema = EMA(model, decay=cfg.ema_rate) if cfg.ema else None
     exploration = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + ddp.rank)
-    step_fn = _maybe_compile(model, cfg.compile, device)
+    step_fn = _maybe_compile(model, mode.compile)
 
     run_dir = Path(cfg.run_dir)
     step, carry = 0, None
@@ -261,13 +253,19 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                  "rng": rng_state(exploration)}
         folder = save_checkpoint(run_dir / f"step_{step:07d}", model=model, step=step,
                                  ema_state=ema.ema_state_dict() if ema else None, train_state=state,
-                                 extra={"train": cfg.to_dict(), "world_size": ddp.world_size})
+                                 extra={"train": cfg.to_dict(), "world_size": ddp.world_size,
+                                        "numeric": {"dtype": mode.dtype_name, "compile": mode.compile}})
         set_latest(run_dir, folder)
 
     model.train()
     batches = iter(sampler)
     final: dict[str, Any] = {}
     t_last, steps_since = time.perf_counter(), 0
+    t_start, paused = time.perf_counter(), 0.0  # training wall time leaves out evaluation and checkpoints
+
+    def train_seconds() -> float:
+        return round(time.perf_counter() - t_start - paused, 3)
+
     try:
         while step < total_steps:
             try:
@@ -280,6 +278,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                 carry = model.initial_carry(batch)
 
             lr_scale = cosine_schedule_with_warmup(step, 1.0, cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio)
+            if cfg.depth_curriculum:
+                model.set_depth(*(depth_at(step, total_steps, cfg.depth_curriculum) or (None, None)))  # type: ignore[operator]
             carry, out = step_fn(carry, batch, exploration)
             loss = act_loss(carry, out, cfg.loss_type)
             (loss.total / cfg.global_batch_size).backward()
@@ -306,13 +306,24 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                 now = time.perf_counter()
                 rate = steps_since * cfg.global_batch_size / (now - t_last)
                 t_last, steps_since = now, 0
-                logger.log(step, {**_summarise(metrics), "lr": cfg.lr * lr_scale, "example_steps_per_s": rate})
+                logger.log(step, {**_summarise(metrics), "lr": cfg.lr * lr_scale, "example_steps_per_s": rate,
+                                  "train_seconds": train_seconds()})
             logger.advance(step)
 
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                t_pause = time.perf_counter()
                 checkpoint()
+                paused += time.perf_counter() - t_pause
             if cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
-                final = _evaluate_and_log(model, ema, data, cfg, local_batch, device, ddp, logger, step)
+                t_pause = time.perf_counter()
+                final = _evaluate_and_log(model, ema, data, cfg, local_batch, device, ddp, logger, step,
+                                          train_seconds())
+                paused += time.perf_counter() - t_pause
+                if cfg.stop_at_accuracy is not None and final.get("all/exact_accuracy", 0.0) >= cfg.stop_at_accuracy:
+                    logger.message(f"held-out exact accuracy {final['all/exact_accuracy']:.1%} reached "
+                                   f"stop_at_accuracy={cfg.stop_at_accuracy:g} at step {step}")
+                    checkpoint()
+                    return {"step": step, **final}
             if stop_after is not None and step >= stop_after and step < total_steps:
                 stop["signal"] = "stop_after"
             if stop["signal"] is not None:
@@ -321,8 +332,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                 if ddp.world_size > 1:
                     dist.barrier()
                 return {"step": step, "interrupted": True}
+        seconds = train_seconds()
         checkpoint()
-        final = _evaluate_and_log(model, ema, data, cfg, local_batch, device, ddp, logger, step)
+        final = _evaluate_and_log(model, ema, data, cfg, local_batch, device, ddp, logger, step, seconds)
         if ddp.world_size > 1:
             dist.barrier()  # nobody tears the group down while rank 0 still writes
         return {"step": step, **final}
@@ -343,11 +355,11 @@ def _initial_weights(source: str) -> dict[str, torch.Tensor]:
     return load_reference_checkpoint(path).state_dict()
 
 
-def _maybe_compile(model: ACTModel, mode: str, device: torch.device):
+def _maybe_compile(model: ACTModel, use_compile: bool):
     def run(carry: Carry, batch: dict[str, torch.Tensor], generator: torch.Generator):
         return model(carry, batch, generator=generator)
 
-    if mode == "on" or (mode == "auto" and device.type == "cuda"):
+    if use_compile:
         model.step = torch.compile(model.step)  # type: ignore[method-assign]
     return run
 
@@ -387,7 +399,7 @@ def _summarise(m: dict[str, float]) -> dict[str, float]:
 
 
 def _evaluate_and_log(model, ema, data, cfg: TrainConfig, local_batch: int, device, ddp: Dist, logger,
-                      step: int) -> dict[str, Any]:
+                      step: int, train_seconds: float) -> dict[str, Any]:
     from trm.evaluate import evaluate
     from trm.tasks import dataset_task
 
@@ -397,7 +409,8 @@ def _evaluate_and_log(model, ema, data, cfg: TrainConfig, local_batch: int, devi
                           device=device, task=dataset_task(data.dataset), max_batches=cfg.eval_max_batches,
                           reduce=ddp.world_size > 1)
     model.train()
-    logger.log(step, {f"eval/{k}": v for k, v in result.flat().items()}, kind="eval")
+    logger.log(step, {**{f"eval/{k}": v for k, v in result.flat().items()}, "train_seconds": train_seconds},
+               kind="eval")
     return result.flat()
 
 

@@ -23,6 +23,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def ensure_demo_data(data_dir: Path) -> dict[str, int] | None:
+    """Build the demo's dataset (3000 generated 6x6 puzzles, 500 held out) unless it exists; returns
+    the counts when it was built."""
+    from trm.data import sudoku
+
+    if (data_dir / "test" / "dataset.json").is_file():
+        return None
+    build = sudoku.SudokuBuildConfig(source="generate", n=6, count=3000, test_fraction=1 / 6, seed=0,
+                                     generator=sudoku.GeneratorConfig(n=6, target_givens=10))
+    return dict(sudoku.build_dataset(data_dir, build))
+
+
 def run(args: argparse.Namespace) -> int:
     import shutil
 
@@ -45,10 +57,8 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
     print("== 1. data: 6x6 Sudoku puzzles with a unique solution, about 26 blanks each")
-    if not (data_dir / "test" / "dataset.json").is_file():
-        build = sudoku.SudokuBuildConfig(source="generate", n=6, count=3000, test_fraction=1 / 6, seed=0,
-                                         generator=sudoku.GeneratorConfig(n=6, target_givens=10))
-        counts = sudoku.build_dataset(data_dir, build)
+    counts = ensure_demo_data(data_dir)
+    if counts:
         print(f"   wrote {data_dir}: {counts['train_examples']} training and {counts['test_examples']} test puzzles")
     else:
         print(f"   reusing {data_dir}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fixed: run every step (the reference); early: stop when the halting head fires")
     p.add_argument("--blank-ids", action="store_true", help="ablation: blank puzzle identifiers at test time")
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
-    p.add_argument("--dtype", choices=["train", "float32", "bfloat16"], default="train",
-                   help="activation dtype (default: the one the run trained with)")
+    p.add_argument("--dtype", choices=["train", "auto", "float32", "bfloat16"], default="train",
+                   help="activation dtype: train (default: the one the run trained with, unless bfloat16 is measured slower on this CPU), auto (measured), float32 or bfloat16")
     add_scaling_arguments(p)
     a = p.add_argument_group("ARC")
     a.add_argument("--challenges", help="Kaggle challenges file to answer (default: the dataset's test tasks)")
@@ -69,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from trm.checkpoint import load_checkpoint
     from trm.data.sampler import open_dataset
     from trm.evaluate import evaluate
+    from trm.runtime import pick_device
     from trm.tasks import dataset_task, task_for
-    from trm.train import pick_device
 
     try:
         scaling = scaling_from_args(args)
@@ -78,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"trm eval: {e}") from None
     device = pick_device(args.device)
     loaded = load_checkpoint(args.checkpoint, use_ema=not args.raw, device=device, dtype=args.dtype)
+    print(f"numeric mode: {loaded.numeric}", file=sys.stderr)
     data_dir = args.data or loaded.meta.get("train", {}).get("data")
     if not data_dir:
         raise SystemExit(f"{loaded.path}: no dataset recorded; pass --data DIR")

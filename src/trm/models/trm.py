@@ -73,7 +73,26 @@ class TRM(ACTModel):
         # Initial y and z: fixed vectors, broadcast over positions whenever an example (re)starts.
         self.register_buffer("y_init", trunc_normal_(torch.empty(c.hidden_size), std=1.0))
         self.register_buffer("z_init", trunc_normal_(torch.empty(c.hidden_size), std=1.0))
+        self.depth: tuple[int, int] | None = None
+        """Runtime override of (n, T) for training (a depth curriculum); None: the config's."""
         self.to(device)
+
+    def set_depth(self, n: int | None = None, T: int | None = None) -> None:
+        """Train at a shallower recursion (n latent updates, T recursions) than configured, as a
+        depth curriculum does (CGAR, arXiv 2511.08653); no arguments restore the configured depth.
+        Evaluation (eval mode) always runs the configured depth."""
+        if n is None and T is None:
+            self.depth = None
+            return
+        n, T = n or self.config.n, T or self.config.T
+        if not (1 <= n and 1 <= T):
+            raise ValueError(f"depth n={n}, T={T}: both must be at least 1")
+        self.depth = (n, T)
+
+    def _n_T(self) -> tuple[int, int]:
+        if self.depth is not None and self.training:
+            return self.depth
+        return self.config.n, self.config.T
 
     def _make_net(self) -> Stack:
         c = self.config
@@ -96,21 +115,23 @@ class TRM(ACTModel):
         """One recursion: n latent updates, then one answer update. With `one_step_grad`, the
         final recursion (`last`) keeps gradients only for its last z update and the y update."""
         f_y = self.net_y or self.net
-        for i in range(self.config.n):
+        n = self._n_T()[0]
+        for i in range(n):
             with torch.set_grad_enabled(torch.is_grad_enabled() and not (
-                    last and self.config.one_step_grad and i < self.config.n - 1)):
+                    last and self.config.one_step_grad and i < n - 1)):
                 z = self.apply_net(self.net, z, y + x, cos_sin)
         return self.apply_net(f_y, y, z, cos_sin), z
 
     def recursion_single_z(self, x: Tensor, z: Tensor, cos_sin: CosSin | None, last: bool = False) -> Tensor:
-        for i in range(self.config.n):
+        n = self._n_T()[0]
+        for i in range(n):
             with torch.set_grad_enabled(torch.is_grad_enabled() and not (
-                    last and self.config.one_step_grad and i < self.config.n - 1)):
+                    last and self.config.one_step_grad and i < n - 1)):
                 z = self.apply_net(self.net, z, x, cos_sin)
         return self.apply_net(self.net, z, None, cos_sin)
 
     def step(self, state: State, batch: Batch) -> tuple[State, Tensor, Tensor, Tensor]:
-        T = self.config.T
+        T = self._n_T()[1]
         x = self.embed(batch["inputs"], batch["puzzle_identifiers"], self.dtype)
         cos_sin = self.rotary() if self.rotary is not None else None
 
