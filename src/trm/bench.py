@@ -92,6 +92,7 @@ MODES: dict[str, tuple[torch.dtype, bool, bool]] = {
     "bf16": (torch.bfloat16, False, False),
     "autocast": (torch.float32, True, False),
     "bf16+compile": (torch.bfloat16, False, True),
+    "fp32+compile": (torch.float32, False, True),
 }
 
 
@@ -407,7 +408,8 @@ def run_benchmarks(quick: bool = False, only: str | None = None, device: torch.d
     big = "fp32" if bf16_hopeless else "bf16"
     train_plan += [("trm_mlp_512", big), ("trm_att_512", big), ("trm_att_900", big), ("hrm", big)]
     if not quick:
-        train_plan += [("trm_mlp", "bf16+compile"), ("trm_att", "bf16+compile"), ("hrm", "fp32")]
+        train_plan += [("trm_mlp", "bf16+compile"), ("trm_att", "bf16+compile"), ("hrm", "fp32"),
+                       ("trm_mlp", "fp32+compile"), ("trm_att", "fp32+compile")]
     for shape_name, mode in dict.fromkeys(train_plan):
         shape = SHAPE_BY_NAME[shape_name]
         name = f"train.{shape_name}.{mode}"
