@@ -125,7 +125,7 @@ def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: torch.dev
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path / 'config.json'}: bad model config ({e})") from None
     if isinstance(dtype, str):
-        from trm.train import pick_dtype
+        from trm.runtime import pick_dtype
 
         name = meta.get("train", {}).get("dtype", "float32") if dtype == "train" else dtype
         dtype = pick_dtype(name, torch.device(device or "cpu"))

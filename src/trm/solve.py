@@ -115,7 +115,7 @@ class Solver:
         activations in the run's training dtype ("train"), "float32" or "bfloat16"."""
         from trm.checkpoint import load_checkpoint
         from trm.data.format import load_dataset
-        from trm.train import pick_device
+        from trm.runtime import pick_device
 
         dev = pick_device(device)
         loaded = load_checkpoint(path, use_ema=use_ema, device=dev, dtype=dtype)

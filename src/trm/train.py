@@ -35,6 +35,7 @@ from trm.checkpoint import latest_checkpoint, load_train_state, save_checkpoint,
 from trm.loss import act_loss
 from trm.models import ACTModel, Carry, build_model, config_from_dict
 from trm.models.config import ConfigError
+from trm.runtime import COMPILE, DEVICES, DTYPES, pick_device, pick_dtype, use_compile
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,8 +104,7 @@ class TrainConfig:
         if "arch" not in self.model:
             raise ConfigError("model: needs an 'arch' (trm, hrm or transformer)")
         for name in ("dtype", "device", "compile"):
-            allowed = {"dtype": ("auto", "float32", "bfloat16"), "device": ("auto", "cpu", "cuda", "mps"),
-                       "compile": ("auto", "on", "off")}[name]
+            allowed = {"dtype": DTYPES, "device": DEVICES, "compile": COMPILE}[name]
             value = getattr(self, name)
             if value not in allowed and not (name == "device" and str(value).startswith("cuda:")):
                 raise ConfigError(f"{name}={value!r}: must be one of {allowed}")
@@ -122,7 +122,7 @@ class BatchSource(Protocol):
 
 
 # ---------------------------------------------------------------------------------------------
-# Process group, device, dtype
+# Process group
 
 
 @dataclass
@@ -144,24 +144,6 @@ def init_distributed(device_type: str) -> Dist:
         # A finite timeout makes the others fail instead of hanging when one rank dies.
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo", timeout=timedelta(minutes=10))
     return Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", 0)))
-
-
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
-def pick_dtype(name: str, device: torch.device) -> torch.dtype:
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,7 +329,7 @@ def _maybe_compile(model: ACTModel, mode: str, device: torch.device):
     def run(carry: Carry, batch: dict[str, torch.Tensor], generator: torch.Generator):
         return model(carry, batch, generator=generator)
 
-    if mode == "on" or (mode == "auto" and device.type == "cuda"):
+    if use_compile(mode, device):
         model.step = torch.compile(model.step)  # type: ignore[method-assign]
     return run
 

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from trm.data.sampler import open_dataset
     from trm.evaluate import evaluate
     from trm.tasks import dataset_task, task_for
-    from trm.train import pick_device
+    from trm.runtime import pick_device
 
     try:
         scaling = scaling_from_args(args)
