@@ -204,7 +204,7 @@ def test_every_shipped_recipe_loads_and_its_model_validates() -> None:
 @pytest.mark.slow
 def test_the_small_sudoku_recipe_learns(tmp_path: Path) -> None:
     """The sudoku4-cpu recipe: held-out exact accuracy from 0 to well above chance ((1/4)^~10)."""
-    from trm.data import sudoku
+    from trm.tasks.sudoku import puzzles as sudoku
 
     data = tmp_path / "data"
     sudoku.build_dataset(data, sudoku.SudokuBuildConfig(source="generate", n=4, count=2000, test_fraction=0.2,

@@ -416,9 +416,9 @@ def run_benchmarks(quick: bool = False, only: str | None = None, device: torch.d
 def _data_rows(quick: bool) -> list[Row]:
     """Rows of the data-pipeline benchmarks, when the data package provides them."""
     try:
-        from trm.data.bench import data_benchmarks  # type: ignore[import-not-found, unused-ignore]
+        from trm.tasks.bench import data_benchmarks  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
-        print("  data: trm.data.bench not available, skipped", file=sys.stderr)
+        print("  data: trm.tasks.bench not available, skipped", file=sys.stderr)
         return []
     with _announce("data", []):
         found = data_benchmarks(quick)

@@ -17,10 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trm.data.sampler import IGNORE_LABEL_ID
 from trm.models.act import Carry, StepOutput
-
-IGNORE_LABEL_ID = -100
-"""Label of positions that carry no loss (the datasets' pad label)."""
 
 LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 

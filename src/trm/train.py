@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from trm.checkpoint import latest_checkpoint, load_train_state, save_checkpoint, set_latest
+from trm.checkpoint import CheckpointError, latest_checkpoint, load_train_state, save_checkpoint, set_latest
 from trm.loss import act_loss
 from trm.models import ACTModel, Carry, build_model, config_from_dict
 from trm.models.config import ConfigError
@@ -222,7 +222,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     if resume:
         ckpt = latest_checkpoint(run_dir)
         if ckpt is None:
-            raise FileNotFoundError(f"--resume: {run_dir} has no checkpoint to resume from")
+            raise CheckpointError(f"--resume: {run_dir} has no checkpoint to resume from")
         step, carry = _restore(ckpt, model, optimizer, emb_optimizer, ema, sampler, exploration, device)
     logger = MetricLogger(run_dir, cfg.to_dict(), cfg.loggers, project=cfg.project, enabled=ddp.main,
                           total_steps=total_steps, initial_step=step, progress=progress)
@@ -370,14 +370,14 @@ def _summarise(m: dict[str, float]) -> dict[str, float]:
 
 def _evaluate_and_log(model, ema, data, cfg: TrainConfig, local_batch: int, device, ddp: Dist, logger,
                       step: int) -> dict[str, Any]:
-    from trm.evaluate import evaluate
+    from trm.evaluate import EvalOptions, evaluate
     from trm.tasks import dataset_task
 
     context = ema.swapped_in(model) if ema is not None else contextlib.nullcontext()
     with context:
         result = evaluate(model, data.test_batches(local_batch, rank=ddp.rank, world_size=ddp.world_size),
-                          device=device, task=dataset_task(data.dataset), max_batches=cfg.eval_max_batches,
-                          reduce=ddp.world_size > 1)
+                          EvalOptions(max_batches=cfg.eval_max_batches, reduce=ddp.world_size > 1),
+                          device=device, task=dataset_task(data.dataset))
     model.train()
     logger.log(step, {f"eval/{k}": v for k, v in result.flat().items()}, kind="eval")
     return result.flat()

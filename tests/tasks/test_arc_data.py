@@ -13,7 +13,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trm.data.arc import (
+from trm.data.dihedral import DIHEDRAL_TRANSPOSES, dihedral, inverse_dihedral
+from trm.data.format import DataError, find_problems, load_dataset
+from trm.tasks.arc.augment import (
+    CANVAS,
+    IDENTITY,
+    Variant,
+    crop_size,
+    decode_grid,
+    encode_grid,
+    find_grid,
+    parse_variant_name,
+    sample_variants,
+    variant_name,
+)
+from trm.tasks.arc.build import ArcBuildConfig, build_arc
+from trm.tasks.arc.puzzles import (
     ArcDataError,
     LeakageError,
     check_leakage,
@@ -23,23 +38,6 @@ from trm.data.arc import (
     load_task_dir,
     merge_subsets,
 )
-from trm.data.arc_augment import (
-    CANVAS,
-    DIHEDRAL_TRANSPOSES,
-    IDENTITY,
-    Variant,
-    crop_size,
-    decode_grid,
-    dihedral,
-    encode_grid,
-    find_grid,
-    inverse_dihedral,
-    parse_variant_name,
-    sample_variants,
-    variant_name,
-)
-from trm.data.arc_build import ArcBuildConfig, build_arc
-from trm.data.format import DataError, find_problems, load_dataset
 
 # ----------------------------------------------------------------------------------------------
 # strategies
@@ -404,5 +402,5 @@ def test_cli_build_arc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert data.test is not None and data.test.sets["all"].num_examples == 2 * 5
     _write_kaggle(tmp_path / "src", "training2", {"dd": _task(3)})
     assert main(["build", "arc", str(tmp_path / "leak"), "--source", str(tmp_path / "src"),
-                 "--subsets", "training2,evaluation"]) == 1
+                 "--subsets", "training2,evaluation"]) == 2
     assert "376 ARC-AGI-1 evaluation tasks" in capsys.readouterr().err

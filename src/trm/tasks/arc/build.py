@@ -1,7 +1,7 @@
 """Build an ARC dataset in the on-disk puzzle format (SPEC 8) from ARC tasks.
 
     trm build arc --source /path/to/kaggle/arc --output data/arc-agi-1
-    python -c "from trm.data.arc_build import *; build_arc(ArcBuildConfig(source=..., output=...))"
+    python -c "from trm.tasks.arc.build import *; build_arc(ArcBuildConfig(source=..., output=...))"
 
 Every demonstration pair goes to the train split; test pairs of the test subsets (evaluation and
 evaluation2 by default) go to the test split, those of other subsets to train. Each task is a group;
@@ -29,19 +29,18 @@ from typing import IO
 import numpy as np
 
 from trm.atomic import atomic_folder
-from trm.data.arc import ArcTask, load_subset, merge_subsets
-from trm.data.arc_augment import (
+from trm.data.dihedral import DIHEDRAL_TRANSPOSES, dihedral
+from trm.data.format import DatasetMetadata
+from trm.tasks.arc.augment import (
     CANVAS,
     COLOUR_OFFSET,
-    DIHEDRAL_TRANSPOSES,
     EOS_TOKEN,
     VOCAB_SIZE,
     VariantTable,
-    dihedral,
     sample_variants,
     variant_name,
 )
-from trm.data.format import DatasetMetadata
+from trm.tasks.arc.puzzles import ArcTask, load_subset, merge_subsets
 
 SEQ_LEN = CANVAS * CANVAS
 SET_NAME = "all"

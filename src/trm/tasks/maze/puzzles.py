@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trm.data.dihedral import dihedral
 from trm.data.format import BLANK_IDENTIFIER, DataError, SetArrays, iter_puzzle_csv, make_split, write_dataset
 
 CHARSET = "# SGo"
@@ -193,36 +194,6 @@ def valid_token_paths(predictions: np.ndarray, inputs: np.ndarray) -> np.ndarray
     side = int(round(predictions.shape[-1] ** 0.5))
     return np.array([is_valid_path(q.reshape(side, side), p.reshape(side, side))
                      for q, p in zip(inputs, predictions, strict=True)], bool)
-
-
-# ---------------------------------------------------------------------------------------------
-# Augmentation
-
-DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
-"""Transform t is undone by transform DIHEDRAL_INVERSE[t] (same numbering as the reference)."""
-
-
-def dihedral(grid: np.ndarray, t: int) -> np.ndarray:
-    """One of the 8 symmetries of the square on the last two axes: 0 identity, 1-3 rotations by 90,
-    180, 270 degrees, 4 left-right flip, 5 up-down flip, 6 transpose, 7 anti-transpose."""
-    grid = np.asarray(grid)
-    ops: dict[int, Callable[[np.ndarray], np.ndarray]] = {
-        0: lambda g: g,
-        1: lambda g: np.rot90(g, 1, axes=(-2, -1)),
-        2: lambda g: np.rot90(g, 2, axes=(-2, -1)),
-        3: lambda g: np.rot90(g, 3, axes=(-2, -1)),
-        4: lambda g: np.flip(g, -1),
-        5: lambda g: np.flip(g, -2),
-        6: lambda g: np.swapaxes(g, -1, -2),
-        7: lambda g: np.flip(np.rot90(g, 1, axes=(-2, -1)), -1),
-    }
-    if t not in ops:
-        raise ValueError(f"dihedral transform {t} outside 0..7")
-    return np.ascontiguousarray(ops[t](grid))
-
-
-def inverse_dihedral(grid: np.ndarray, t: int) -> np.ndarray:
-    return dihedral(grid, DIHEDRAL_INVERSE[t])
 
 
 # ---------------------------------------------------------------------------------------------
