@@ -1,6 +1,6 @@
 """The loss head of deep supervision: token cross-entropy, the halting losses and the metrics.
 
-Per supervision step (SPEC 6):
+Per supervision step, as the reference computes it:
 - lm loss: per example, the mean cross-entropy over its labelled tokens, summed over the batch;
 - halt loss: binary cross-entropy (summed) of q_halt against "every token of this example is right";
 - continue loss (only with a continue target): binary cross-entropy of q_continue against it;

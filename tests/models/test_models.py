@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_shapes import SMALL, random_batch
+from model_shapes import SMALL, random_batch, reference_state
 
 from trm.convert import ConversionError, convert_state_dict, load_reference_checkpoint
 from trm.layers import Block
@@ -275,32 +275,11 @@ def test_runs_on_cuda() -> None:
 # --- converter -------------------------------------------------------------------------------------
 
 
-def _reference_state(model: TRM) -> dict[str, torch.Tensor]:
-    """Our weights under the reference's names (as a compiled reference run would save them)."""
-    from trm.convert import _INIT, _LEVEL, _PROJ, _SUB, _TOP
-
-    out = {}
-    inv_top = {v: k for k, v in _TOP.items()}
-    inv_init = {v: k for k, v in _INIT["trm"].items()}
-    inv_level = {v: k for k, v in _LEVEL["trm"].items()}
-    inv_sub, inv_proj = {v: k for k, v in _SUB.items()}, {v: k for k, v in _PROJ.items()}
-    for name, value in model.state_dict().items():
-        if name in inv_top:
-            ref = inv_top[name]
-        elif name in inv_init:
-            ref = inv_init[name]
-        else:
-            level, _, idx, sub, proj, _ = name.split(".")
-            ref = f"{inv_level[level]}.layers.{idx}.{inv_sub[sub]}.{inv_proj[proj]}.weight"
-        out[f"_orig_mod.model.inner.{ref}"] = value.clone()
-    return out
-
-
 def test_converter_reads_compiled_reference_checkpoints(tmp_path) -> None:
     cfg = TRMConfig(**{**SMALL, "puzzle_emb_len": 16}, T=2, n=2)
     source = build_model(cfg)
     path = tmp_path / "step_10"
-    torch.save(_reference_state(source), path)
+    torch.save(reference_state(source), path)
     arch = {"name": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1", "H_cycles": 2, "L_cycles": 2,
             "H_layers": 0, "L_layers": 2, "hidden_size": 32, "num_heads": 4, "expansion": 4, "pos_encodings": "rope",
             "puzzle_emb_ndim": 32, "puzzle_emb_len": 16, "halt_max_steps": 3, "halt_exploration_prob": 0.0,
@@ -316,7 +295,7 @@ def test_converter_reads_compiled_reference_checkpoints(tmp_path) -> None:
 def test_converter_errors_say_what_is_wrong(tmp_path) -> None:
     cfg = TRMConfig(**SMALL)
     model = build_model(cfg)
-    state = _reference_state(model)
+    state = reference_state(model)
     qkv = "_orig_mod.model.inner.L_level.layers.0.self_attn.qkv_proj.weight"
     with pytest.raises(ConversionError, match="shape"):
         convert_state_dict({**state, qkv: torch.zeros(3, 3)}, model)

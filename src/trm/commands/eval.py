@@ -17,7 +17,7 @@ from trm.tasks import TASKS, task_class
 
 if TYPE_CHECKING:
     from trm.evaluate import Scaling
-    from trm.tasks import Scorer
+    from trm.tasks.base import Scorer
 
 
 def register(sub: argparse._SubParsersAction) -> None:

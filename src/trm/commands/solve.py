@@ -70,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(e)) from None  # the model and the task do not fit together
     text, where = read_puzzle(args.puzzle)
     task = solver.task
-    if task.solve_command is not None:  # a task whose puzzles are files of their own (ARC)
-        _pictures(args, task.name, task.solve_command(solver, text, where, args))
+    drawn = task.solve_command(solver, text, where, args)  # a task whose puzzles are files of their own (ARC)
+    if drawn is not None:
+        _pictures(args, task.name, drawn)
         return 0
     try:
         puzzles = task.parse_many(text, where)

@@ -17,6 +17,7 @@ no rule to check (`checks_validity` is False): only exact matches count.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,8 +71,18 @@ def progress_bar(total: int | None, desc: str) -> Iterator[Callable[[int], objec
         bar.close()
 
 
-SolveCommand = Callable[[Any, str, str, argparse.Namespace], int]
-"""(solver, text, where, parsed arguments) -> exit status: `trm solve` for a task whose puzzles are not text."""
+def square_side(seq_len: int) -> int | None:
+    """The side of a square grid of `seq_len` cells (None when `seq_len` is not a square)."""
+    side = math.isqrt(seq_len)
+    return side if side * side == seq_len else None
+
+
+def require_square(task: str, seq_len: int) -> int:
+    """The side of a square grid of `seq_len` cells; ValueError naming the task when it is not a square."""
+    side = square_side(seq_len)
+    if side is None:
+        raise ValueError(f"a {task} needs a square grid, but seq_len {seq_len} is not a square")
+    return side
 
 
 class PuzzleTask:
@@ -86,7 +97,6 @@ class PuzzleTask:
     """Whether `valid` is defined (a rule decides whether an answer is right, not only the recorded one)."""
     no_augmentation: ClassVar[str] = ""
     """Why test-time augmentation does not apply to this task (when `augmentation` returns None)."""
-    solve_command: ClassVar[SolveCommand | None] = None
 
     # --- recognising the task of a model or dataset
 
@@ -133,7 +143,12 @@ class PuzzleTask:
         """A random validity-preserving transform, or None when the task has none that fits the model."""
         return None
 
-    # --- `trm eval`
+    # --- `trm solve` and `trm eval`
+
+    def solve_command(self, solver: Any, text: str, where: str, args: argparse.Namespace) -> list[Any] | None:
+        """`trm solve` for a task whose puzzles are not one text each (ARC task files): prints the answers and
+        returns the solutions to draw; None (the default) means the command parses and solves the text."""
+        return None
 
     @staticmethod
     def add_eval_arguments(parser: argparse.ArgumentParser) -> None:

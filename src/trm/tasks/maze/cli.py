@@ -12,19 +12,19 @@ from pathlib import Path
 from trm.tasks.base import progress_bar
 
 
-def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--csv", type=Path, help="Maze-Hard CSV file, or a folder with train.csv and test.csv")
     src.add_argument("--generate", type=int, metavar="COUNT", help="generate COUNT training mazes")
-    p.add_argument("--test-count", type=int, default=1000, help="generate: test mazes (default 1000)")
-    p.add_argument("--size", type=int, default=30, help="generate: grid side (default 30)")
-    p.add_argument("--min-path", type=int, default=110, help="generate: keep paths longer than this (default 110)")
-    p.add_argument("--wall-density", type=float, nargs=2, default=(0.3, 0.5), metavar=("MIN", "MAX"),
+    parser.add_argument("--test-count", type=int, default=1000, help="generate: test mazes (default 1000)")
+    parser.add_argument("--size", type=int, default=30, help="generate: grid side (default 30)")
+    parser.add_argument("--min-path", type=int, default=110, help="generate: keep paths longer than this (default 110)")
+    parser.add_argument("--wall-density", type=float, nargs=2, default=(0.3, 0.5), metavar=("MIN", "MAX"),
                    help="generate: wall share range (default 0.3 0.5)")
-    p.add_argument("--subsample", type=int, help="training mazes kept at random")
-    p.add_argument("--augment", action="store_true", help="add the 8 dihedral transforms of each training maze")
-    p.add_argument("--test-fraction", type=float, default=0.1, help="held out for test from a single CSV file")
-    p.add_argument("--limit", type=int, help="read at most this many mazes per file")
+    parser.add_argument("--subsample", type=int, help="training mazes kept at random")
+    parser.add_argument("--augment", action="store_true", help="add the 8 dihedral transforms of each training maze")
+    parser.add_argument("--test-fraction", type=float, default=0.1, help="held out for test from a single CSV file")
+    parser.add_argument("--limit", type=int, help="read at most this many mazes per file")
 
 
 def build(args: argparse.Namespace) -> dict[str, int]:

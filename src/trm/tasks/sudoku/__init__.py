@@ -6,13 +6,10 @@ Tokens: pad 0, blank 1, digit d -> d + 1 (vocab N + 2), row-major.
 
 from __future__ import annotations
 
-import argparse
-import math
-
 import numpy as np
 
 from trm.data.format import DataError
-from trm.tasks.base import Augmentation, PuzzleTask
+from trm.tasks.base import Augmentation, PuzzleTask, require_square, square_side
 from trm.tasks.sudoku import cli, puzzles
 from trm.tasks.sudoku.draw import SudokuDrawing
 
@@ -29,23 +26,15 @@ class SudokuTask(PuzzleTask):
 
     @classmethod
     def recognises(cls, vocab_size: int, seq_len: int) -> bool:
-        side = math.isqrt(seq_len)
-        return side * side == seq_len and vocab_size == side + 2 and side in puzzles.BOX_SHAPES
+        side = square_side(seq_len)
+        return side is not None and vocab_size == side + 2 and side in puzzles.BOX_SHAPES
 
     @classmethod
     def for_model(cls, vocab_size: int, seq_len: int) -> SudokuTask:
-        side = math.isqrt(seq_len)
-        if side * side != seq_len:
-            raise ValueError(f"a sudoku needs a square grid, but seq_len {seq_len} is not a square")
-        return cls(side)
+        return cls(require_square(cls.name, seq_len))
 
-    @staticmethod
-    def add_build_arguments(parser: argparse.ArgumentParser) -> None:
-        cli.add_build_arguments(parser)
-
-    @staticmethod
-    def build(args: argparse.Namespace) -> dict[str, int]:
-        return cli.build(args)
+    add_build_arguments = staticmethod(cli.add_build_arguments)
+    build = staticmethod(cli.build)
 
     def parse(self, text: str, where: str = "puzzle") -> np.ndarray:
         # one line of N*N characters; a grid written over several lines with box rules is accepted too

@@ -13,22 +13,23 @@ from pathlib import Path
 from trm.tasks.base import progress_bar
 
 
-def add_build_arguments(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--csv", type=Path, help="Sudoku-Extreme CSV file, or a folder with train.csv and test.csv")
     src.add_argument("--text", type=Path, help="one-line puzzle file ('#' comments, '.' blank); answers are solved")
     src.add_argument("--generate", type=int, metavar="COUNT", help="generate COUNT puzzles with a unique solution")
     src.add_argument("--hub", action="store_true", help="download sapientinc/sudoku-extreme (needs trm[hub])")
-    p.add_argument("--size", type=int, default=9, choices=[4, 6, 9], help="grid size (default 9)")
-    p.add_argument("--subsample", type=int, help="training puzzles kept at random (paper: 1000)")
-    p.add_argument("--num-aug", type=int, default=0, help="augmented variants per training puzzle (paper: 1000)")
-    p.add_argument("--test-fraction", type=float, default=0.1, help="held out for test when the source has no split")
-    p.add_argument("--test-size", type=int, help="test puzzles kept at random (default all)")
-    p.add_argument("--limit", type=int, help="read at most this many puzzles per file")
-    p.add_argument("--givens", type=int, help="generate: stop at this many givens (default: minimal puzzles)")
-    p.add_argument("--min-rating", type=int, default=0, help="generate: at least this many solver backtracks")
-    p.add_argument("--max-rating", type=int, help="generate: at most this many solver backtracks")
-    p.add_argument("--cache-dir", type=Path, help="hub: download cache folder")
+    parser.add_argument("--size", type=int, default=9, choices=[4, 6, 9], help="grid size (default 9)")
+    parser.add_argument("--subsample", type=int, help="training puzzles kept at random (paper: 1000)")
+    parser.add_argument("--num-aug", type=int, default=0, help="augmented variants per training puzzle (paper: 1000)")
+    parser.add_argument("--test-fraction", type=float, default=0.1,
+                        help="held out for test when the source has no split")
+    parser.add_argument("--test-size", type=int, help="test puzzles kept at random (default all)")
+    parser.add_argument("--limit", type=int, help="read at most this many puzzles per file")
+    parser.add_argument("--givens", type=int, help="generate: stop at this many givens (default: minimal puzzles)")
+    parser.add_argument("--min-rating", type=int, default=0, help="generate: at least this many solver backtracks")
+    parser.add_argument("--max-rating", type=int, help="generate: at most this many solver backtracks")
+    parser.add_argument("--cache-dir", type=Path, help="hub: download cache folder")
 
 
 def build(args: argparse.Namespace) -> dict[str, int]:
