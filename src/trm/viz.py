@@ -78,13 +78,16 @@ def _shape(a: np.ndarray, task: str, shape: tuple[int, int] | None) -> tuple[int
     if shape is None and a.ndim == 2:
         shape = (int(a.shape[0]), int(a.shape[1]))
     n = a.size
-    if shape is not None:
+    try:
+        if shape is None:
+            return drawing.shape(n)
         rows, cols = shape
         if rows * cols != n:
-            raise ValueError(f"{task}: expected {rows}*{cols} = {rows * cols} tokens for shape {tuple(shape)}, got {n}")
+            raise ValueError(f"expected {rows}*{cols} = {rows * cols} tokens for shape {tuple(shape)}, got {n}")
         drawing.check_shape(rows, cols)
         return rows, cols
-    return drawing.shape(n)
+    except ValueError as e:
+        raise ValueError(f"{task}: {e}") from None
 
 
 def to_grid(tokens: Tokens, task: str, *, shape: tuple[int, int] | None = None, crop: bool = True) -> np.ndarray:
@@ -140,7 +143,8 @@ class Drawing:
         """(rows, cols) of a sequence of `n` tokens; the default is a square."""
         side = int(round(n**0.5))
         if side * side != n:
-            raise ValueError(f"expected rows*cols tokens of a square grid, got {n}; pass shape=(rows, cols)")
+            raise ValueError(f"expected rows*cols tokens of a square grid, got {n}; pass shape=(rows, cols) "
+                             "for a rectangular one")
         return side, side
 
     def check_shape(self, rows: int, cols: int) -> None:

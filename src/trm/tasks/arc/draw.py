@@ -24,7 +24,7 @@ class ArcDrawing(PaletteDrawing):
 
     def shape(self, n: int) -> tuple[int, int]:
         if n != CANVAS * CANVAS:
-            raise ValueError(f"arc: expected 900 tokens (a 30x30 canvas), got {n}; pass shape=(rows, cols) otherwise")
+            raise ValueError(f"expected 900 tokens (a 30x30 canvas), got {n}; pass shape=(rows, cols) otherwise")
         return CANVAS, CANVAS
 
     def crop(self, grid: np.ndarray) -> tuple[int, int]:

@@ -23,12 +23,12 @@ class SudokuDrawing(Drawing):
     def shape(self, n: int) -> tuple[int, int]:
         side = {k * k: k for k in BOX_SHAPES}.get(n)
         if side is None:
-            raise ValueError(f"sudoku: expected 16, 36 or 81 tokens (4x4, 6x6 or 9x9), got {n}")
+            raise ValueError(f"expected 16, 36 or 81 tokens (4x4, 6x6 or 9x9), got {n}")
         return side, side
 
     def check_shape(self, rows: int, cols: int) -> None:
         if rows != cols or rows not in BOX_SHAPES:
-            raise ValueError(f"sudoku: shape must be 4x4, 6x6 or 9x9, got {rows}x{cols}")
+            raise ValueError(f"shape must be 4x4, 6x6 or 9x9, got {rows}x{cols}")
 
     def paint(self, img: PILImage.Image, draw: Any, grid: np.ndarray, cell: int, givens: np.ndarray | None,
               wrong: np.ndarray | None) -> None:
