@@ -6,47 +6,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from torch import Tensor
+from stubs import stepwise
 
 from trm.checkpoint import save_checkpoint
 from trm.cli import main
-from trm.data import sudoku
-from trm.data.arc_build import ArcBuildConfig, build_arc
 from trm.models import build_model, config_from_dict
-from trm.models.act import ACTModel, Batch, State
 from trm.solve import Solver
-from trm.tasks import MazeTask, SudokuTask
+from trm.tasks.arc.build import ArcBuildConfig, build_arc
+from trm.tasks.maze import MazeTask
+from trm.tasks.sudoku import SudokuTask
+from trm.tasks.sudoku import puzzles as sudoku
 
 GRID4 = np.array([[1, 2, 3, 4], [3, 4, 1, 2], [2, 1, 4, 3], [4, 3, 2, 1]])
-
-
-class Stepwise(ACTModel):
-    """Answer after step k: `answers[k]` (token rows, the same for every example); q_halt `halts[k]`."""
-
-    def __init__(self, answers: list[np.ndarray], halts: list[float], vocab: int) -> None:
-        super().__init__()
-        self.answers, self.halts, self.vocab = answers, halts, vocab
-        self.config = SimpleNamespace(seq_len=answers[0].size, vocab_size=vocab)  # type: ignore[assignment]
-        self.halt_max_steps, self.halt_on_continue = len(answers), False
-
-    def initial_state(self, batch_size: int, device: torch.device) -> State:
-        return {"k": torch.zeros(batch_size, 1, 1)}
-
-    def reset_state(self, state: State, reset: Tensor) -> State:
-        return {"k": torch.where(reset.view(-1, 1, 1), 0.0, state["k"])}
-
-    def step(self, state: State, batch: Batch) -> tuple[State, Tensor, Tensor, Tensor]:
-        k = min(int(state["k"][0, 0, 0]), len(self.answers) - 1)
-        size = batch["inputs"].shape[0]
-        tokens = torch.as_tensor(self.answers[k].reshape(1, -1)).long().expand(size, -1)
-        logits = torch.nn.functional.one_hot(tokens, self.vocab).float()
-        q = torch.full((size,), self.halts[k])
-        return {"k": state["k"] + 1}, logits, q, -q
 
 
 def _puzzle4() -> np.ndarray:
@@ -61,7 +36,7 @@ def test_solver_trace_validity_and_settling_step() -> None:
     wrong = GRID4.copy()
     wrong[0, :2] = [2, 1]  # breaks the columns
     answers = [sudoku.encode(g).reshape(-1) for g in (puzzle, wrong, GRID4, GRID4)]
-    solver = Solver(Stepwise(answers, [-2.0, -1.0, 3.0, 4.0], vocab=6), SudokuTask(4))
+    solver = Solver(stepwise(answers, [-2.0, -1.0, 3.0, 4.0], vocab=6), SudokuTask(4))
     text = "".join(str(v) if v else "." for v in puzzle.reshape(-1))
     s = solver.solve_one(text)
     assert s.valid is True and s.settled == 3 and s.halted_at == 3 and s.stopped == 4
@@ -69,13 +44,13 @@ def test_solver_trace_validity_and_settling_step() -> None:
     np.testing.assert_array_equal(sudoku.decode(s.answer, 4), GRID4)
     assert s.text.splitlines()[:3] == ["1 2 | 3 4", "3 4 | 1 2", "----+----"]
     # early exit: the answer comes from the step where the head first fires
-    early = Solver(Stepwise(answers, [-2.0, 1.0, 3.0, 4.0], vocab=6), SudokuTask(4), policy="early").solve_one(text)
+    early = Solver(stepwise(answers, [-2.0, 1.0, 3.0, 4.0], vocab=6), SudokuTask(4), policy="early").solve_one(text)
     assert early.stopped == 2 and early.valid is False
 
 
 def test_solver_batches_like_single_solves() -> None:
     answers = [sudoku.encode(GRID4).reshape(-1)] * 2
-    solver = Solver(Stepwise(answers, [0.5, 0.5], vocab=6), SudokuTask(4), batch_size=2)
+    solver = Solver(stepwise(answers, [0.5, 0.5], vocab=6), SudokuTask(4), batch_size=2)
     puzzles = [sudoku.encode(_puzzle4()).reshape(-1)] * 5
     many = solver.solve(puzzles)
     assert len(many) == 5 and all(s.valid for s in many)
@@ -84,7 +59,7 @@ def test_solver_batches_like_single_solves() -> None:
 
 def test_solver_rejects_a_task_of_another_size() -> None:
     with pytest.raises(ValueError, match="reads 16 tokens"):
-        Solver(Stepwise([np.ones(16, np.int64)], [0.0], vocab=6), MazeTask(5))
+        Solver(stepwise([np.ones(16, np.int64)], [0.0], vocab=6), MazeTask(5))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,12 +232,19 @@ def test_eval_command_reports_valid_accuracy_and_the_cost_of_test_time_scaling(t
     assert "valid" in (ckpt / "eval-fixed-3-aug2-noise2.html").read_text()
 
 
-def test_checkpoints_load_in_the_dtype_they_trained_with(tmp_path: Path) -> None:
+def test_checkpoints_load_in_the_dtype_they_trained_with(tmp_path: Path, monkeypatch) -> None:
+    from trm import runtime
     from trm.checkpoint import load_checkpoint
 
+    # a CPU where bf16 is measured faster (with bf16 matrix units); without them see the end of the test
+    monkeypatch.setattr(runtime, "cpu_dtype", lambda probe, key: ("bfloat16", "bf16 faster (test)", 1.0))
     config = config_from_dict(dict(arch="trm", vocab_size=6, seq_len=16, hidden_size=16, num_heads=2, T=1, n=1,
                                    layers=1, halt_max_steps=2))
     ckpt = save_checkpoint(tmp_path / "c", model=build_model(config), step=1, extra={"train": {"dtype": "bfloat16"}})
     assert load_checkpoint(ckpt, dtype="train").model.dtype == torch.bfloat16
     assert load_checkpoint(ckpt).model.dtype == torch.float32
     assert Solver.from_checkpoint(ckpt, device="cpu").model.dtype == torch.bfloat16
+    monkeypatch.setattr(runtime, "cpu_dtype", lambda probe, key: ("float32", "bf16 slower (test)", 1.0))
+    slower = load_checkpoint(ckpt, dtype="train")
+    assert slower.model.dtype == torch.float32 and "not the training dtype" in slower.numeric
+    assert load_checkpoint(ckpt, dtype="bfloat16").model.dtype == torch.bfloat16  # asked for by name

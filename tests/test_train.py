@@ -204,7 +204,7 @@ def test_every_shipped_recipe_loads_and_its_model_validates() -> None:
 @pytest.mark.slow
 def test_the_small_sudoku_recipe_learns(tmp_path: Path) -> None:
     """The sudoku4-cpu recipe: held-out exact accuracy from 0 to well above chance ((1/4)^~10)."""
-    from trm.data import sudoku
+    from trm.tasks.sudoku import puzzles as sudoku
 
     data = tmp_path / "data"
     sudoku.build_dataset(data, sudoku.SudokuBuildConfig(source="generate", n=4, count=2000, test_fraction=0.2,
@@ -219,13 +219,13 @@ def test_the_small_sudoku_recipe_learns(tmp_path: Path) -> None:
 def test_fine_tuning_starts_from_a_reference_checkpoint(tmp_path: Path) -> None:
     """A checkpoint in the reference's layout (names, packing, compile prefix) seeds a run."""
     import yaml
-    from test_models import _reference_state
+    from model_shapes import reference_state
 
     from trm.models import build_model, config_from_dict
 
     cfg = _cfg(tmp_path, "finetune", steps=1, lr=0.0, puzzle_emb_lr=0.0, ema=False)
     model = build_model(config_from_dict({**MODEL, "vocab_size": 6, "seq_len": 6, "num_puzzle_identifiers": 2}))
-    torch.save(_reference_state(model), tmp_path / "step_500")
+    torch.save(reference_state(model), tmp_path / "step_500")
     arch = {"name": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1", "H_cycles": 2, "L_cycles": 2,
             "H_layers": 0, "L_layers": 1, "hidden_size": 32, "num_heads": 2, "expansion": 4, "pos_encodings": "rope",
             "puzzle_emb_ndim": 32, "puzzle_emb_len": 1, "halt_max_steps": 3, "halt_exploration_prob": 0.0,

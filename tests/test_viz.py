@@ -13,6 +13,7 @@ pytest.importorskip("PIL")
 from PIL import Image, ImageFont  # noqa: E402
 
 from trm import viz  # noqa: E402
+from trm.tasks.arc.draw import ARC_PALETTE  # noqa: E402
 from trm.viz import (  # noqa: E402
     FILLED_INK,
     GIVEN_INK,
@@ -79,7 +80,7 @@ def test_arc_crops_at_end_markers_and_keeps_colours():
     a = pixels(render(tokens, "arc", cell=10))
     for (r, c), colour in np.ndenumerate(grid):
         x0, y0, _, _ = cell_box(r, c, 10)
-        assert tuple(a[y0 + 5, x0 + 5]) == viz.ARC_PALETTE[colour]
+        assert tuple(a[y0 + 5, x0 + 5]) == ARC_PALETTE[colour]
     assert render(tokens, "arc", cell=10, crop=False).size == (30 * 10 + 2 * MARGIN,) * 2
     # a prediction with no grid at the top left still draws (one empty cell)
     assert to_grid(np.ones(900, dtype=int), "arc").shape == (0, 0)

@@ -172,11 +172,9 @@ def step_flops(config: ModelConfig, batch: int, training: bool = True) -> float:
 
 
 def _optimizer(model: ACTModel) -> tuple[torch.optim.Optimizer, str]:
-    """AdamATan2 when the project provides it, else AdamW as a stand-in of the same cost."""
-    try:
-        from trm.optim import AdamATan2
-    except ImportError:
-        return torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.1), "AdamW"
+    """AdamATan2, the optimizer training uses."""
+    from trm.optim import AdamATan2
+
     return AdamATan2(model.parameters(), lr=1e-4, weight_decay=0.1), "AdamATan2"
 
 
@@ -482,31 +480,21 @@ def bench_numeric_probe(shape: Shape, device: torch.device) -> Row:
 
 
 def _data_rows(quick: bool) -> list[Row]:
-    """Rows of the data-pipeline benchmarks, when the data package provides them."""
-    try:
-        from trm.data.bench import data_benchmarks  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        print("  data: trm.data.bench not available, skipped", file=sys.stderr)
-        return []
+    """Rows of the data-pipeline benchmarks (`trm.tasks.bench`)."""
+    from trm.tasks.bench import data_benchmarks
+
     with _announce("data", []):
         found = data_benchmarks(quick)
     return [_as_row(r) for r in found]
 
 
-def _as_row(found: Any) -> Row:
-    """A row from a Row, a dataclass or a dict with (some of) Row's fields; other keys go to `extra`."""
-    if isinstance(found, Row):
-        return found
-    values: dict[str, Any] = (dataclasses.asdict(found) if dataclasses.is_dataclass(found)
-                              and not isinstance(found, type) else dict(found))
+def _as_row(figure: dict[str, Any]) -> Row:
+    """A row from one figure of `data_benchmarks` (name, unit, median, repeats); its other keys go to `extra`.
+    Those figures carry a max - min `spread` instead of min and max, so low and high read NaN."""
     known = {f.name for f in dataclasses.fields(Row)}
-    extra = {**values.pop("extra", {}), **{k: v for k, v in values.items() if k not in known}}
-    median = float(values.get("median", values.get("value", float("nan"))))
-    # Without min and max (e.g. only a max - min "spread", kept in `extra`), they read NaN.
-    return Row(name=f"data.{values.get('name', '?')}", metric=str(values.get("metric", "data")),
-               unit=str(values.get("unit", "")), median=median, low=float(values.get("low", float("nan"))),
-               high=float(values.get("high", float("nan"))), runs=int(values.get("runs", values.get("repeats", 1))),
-               extra=extra)
+    return Row(name=f"data.{figure['name']}", metric="data", unit=str(figure["unit"]), median=float(figure["median"]),
+               low=float("nan"), high=float("nan"), runs=int(figure["repeats"]),
+               extra={k: v for k, v in figure.items() if k not in known})
 
 
 def machine() -> dict[str, Any]:

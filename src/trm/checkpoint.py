@@ -7,6 +7,9 @@ A checkpoint is a folder:
     config.json         {"model": {...arch config...}, "train": {...}, "step": N, ...}
     train_state.pt      optimizer, sampler, ACT carry and RNG states (only needed to resume)
 
+`save_training` / `restore_training` write and read back everything a run needs to resume exactly
+(`Trainable`: the model, optimizers, EMA, sampler and exploration generator, plus the ACT carry).
+
 Weights and configuration load without executing code; `train_state.pt` is read with
 `torch.load(weights_only=True)`. A folder is written under a temporary name and renamed into
 place, and the run's `latest` pointer is replaced atomically afterwards, so a run killed while
@@ -19,13 +22,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
 
 from trm.atomic import atomic_folder
-from trm.models import ACTModel, ModelConfig, build_model, config_from_dict
+from trm.models import ACTModel, Carry, ModelConfig, build_model, config_from_dict
 
 
 class CheckpointError(ValueError):
@@ -154,3 +157,72 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
         return dict(torch.load(file, map_location="cpu", weights_only=True))
     except Exception as e:
         raise CheckpointError(f"{file}: corrupt training state ({type(e).__name__}: {e})") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole training state
+
+
+class Stateful(Protocol):
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
+
+@dataclass
+class Trainable:
+    """What a training run updates and must restore to resume bit-identically."""
+
+    model: ACTModel
+    optimizer: torch.optim.Optimizer
+    sampler: Stateful
+    generator: torch.Generator
+    """The halting-exploration generator."""
+    emb_optimizer: torch.optim.Optimizer | None = None
+    ema: Any = None
+    """`trm.optim.EMA` (state_dict / load_state_dict / ema_state_dict), or None."""
+
+
+def _carry_state(carry: Carry | None) -> dict[str, Any] | None:
+    if carry is None:
+        return None
+    return {"state": {k: v.cpu() for k, v in carry.state.items()}, "steps": carry.steps.cpu(),
+            "halted": carry.halted.cpu(), "data": {k: v.cpu() for k, v in carry.data.items()}}
+
+
+def _load_carry(state: dict[str, Any] | None, device: torch.device) -> Carry | None:
+    if state is None:
+        return None
+    return Carry(state={k: v.to(device) for k, v in state["state"].items()}, steps=state["steps"].to(device),
+                 halted=state["halted"].to(device), data={k: v.to(device) for k, v in state["data"].items()})
+
+
+def save_training(run_dir: str | Path, step: int, parts: Trainable, carry: Carry | None,
+                  extra: dict[str, Any] | None = None) -> Path:
+    """Write `run_dir/step_<step>` with the weights, the EMA and everything needed to resume, then point
+    `run_dir/latest` at it; returns the folder."""
+    state = {"optimizer": parts.optimizer.state_dict(), "sampler": parts.sampler.state_dict(),
+             "emb_optimizer": parts.emb_optimizer.state_dict() if parts.emb_optimizer else None,
+             "ema": parts.ema.state_dict() if parts.ema else None, "carry": _carry_state(carry),
+             "rng": {"torch": torch.get_rng_state(), "exploration": parts.generator.get_state()}}
+    folder = save_checkpoint(Path(run_dir) / f"step_{step:07d}", model=parts.model, step=step,
+                             ema_state=parts.ema.ema_state_dict() if parts.ema else None, train_state=state,
+                             extra=extra)
+    set_latest(run_dir, folder)
+    return folder
+
+
+def restore_training(folder: str | Path, parts: Trainable, device: torch.device) -> tuple[int, Carry | None]:
+    """Load a checkpoint written by `save_training` into `parts`; returns (its step, the ACT carry)."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    parts.model.load_state_dict(_load_tensors(folder / "model.safetensors"))
+    state = load_train_state(folder)
+    parts.optimizer.load_state_dict(state["optimizer"])
+    if parts.emb_optimizer is not None and state.get("emb_optimizer"):
+        parts.emb_optimizer.load_state_dict(state["emb_optimizer"])
+    if parts.ema is not None and state.get("ema"):
+        parts.ema.load_state_dict(state["ema"])
+    parts.sampler.load_state_dict(state["sampler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    parts.generator.set_state(state["rng"]["exploration"])
+    return int(meta["step"]), _load_carry(state["carry"], device)

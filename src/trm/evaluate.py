@@ -13,8 +13,13 @@ task's rules accept: `trm.tasks`), both after every step, the steps used and the
 accuracy. Test-time scaling (`Scaling`) merges several answers per example; its cost is reported as
 supervision steps per example and wall time.
 
-    result = evaluate(model, data.test_batches(256), task=task_for(11, 81), scaling=Scaling(augment=8))
+    result = evaluate(model, data.test_batches(256), EvalOptions(scaling=Scaling(augment=8)), task=task_for(11, 81))
     result.sets["all"].summary()["valid_accuracy"]
+
+Test-time scaling is made of sibling pieces, so that a new strategy is one more function beside the
+others: the *views* of a batch (`original_view`, `augmented_views`), the *runs* of one view
+(`noise_seeds`: the plain run and noise-perturbed ones), and the *selection rules* that merge the runs'
+answers (`select_by_vote`, `select_by_halt`, registered in `SELECTIONS`).
 """
 
 from __future__ import annotations
@@ -29,13 +34,11 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from trm.loss import IGNORE_LABEL_ID
+from trm.data.sampler import IGNORE_LABEL_ID, TestBatch
 from trm.models import ACTModel
 from trm.tasks import IDENTITY, Augmentation, PuzzleTask
 
 POLICIES = ("fixed", "early")
-TestBatch = tuple[Any, ...]
-"""(set name, batch, ...); padding rows carry no labels (all IGNORE_LABEL_ID) and are not counted."""
 Collect = Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray], None]
 """Called per batch with (the batch as given, real rows only; final answers; their q_halt logits)."""
 
@@ -122,7 +125,10 @@ class Trajectory(NamedTuple):
     final: Tensor
     """The answer under the policy, tokens [B, seq]."""
     stopped: Tensor
-    """The step (1-based) each example's answer comes from, [B]."""
+    """The step (1-based) each example's answer comes from, [B] (with test-time scaling: the last step,
+    whose choice the answer is)."""
+    cost: Tensor
+    """Supervision steps run for each example, all test-time-scaling runs together, [B]."""
     q_halt: Tensor
     """The halting logit at that step, [B]."""
     trace: list[Tensor]
@@ -171,7 +177,7 @@ def run_steps(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str
                     break
     trace += [answer] * (steps - len(trace))  # every row stopped: the answers stay
     q_trace += [q_last] * (steps - len(q_trace))
-    return Trajectory(answer, stopped, q_last, trace, q_trace)
+    return Trajectory(answer, stopped, stopped, q_last, trace, q_trace)
 
 
 @dataclass(frozen=True)
@@ -216,53 +222,78 @@ class Scaling:
                 "select": self.rule, "seed": self.seed, "runs": self.runs}
 
 
-def select(answers: Tensor, q_halt: Tensor, rule: str) -> tuple[Tensor, Tensor]:
-    """Pick one answer per example among R candidates: answers [R, B, seq], q_halt logits [R, B].
+def select_by_halt(answers: Tensor, confidence: Tensor) -> Tensor:
+    """The candidate whose halting head is most confident: answers [R, B, seq], sigmoid(q_halt) [R, B] -> [B]."""
+    return confidence.argmax(0)
 
-    "halt": the most confident; "vote": the most frequent, ties by the highest mean sigmoid(q_halt), then
-    by the candidate that came first. Returns (answers [B, seq], index of the chosen candidate [B])."""
-    conf = torch.sigmoid(q_halt.float())
-    if rule == "halt":
-        index = conf.argmax(0)
-    elif rule == "vote":
-        same = (answers[:, None] == answers[None]).all(-1).float()  # [R, R, B]
-        votes = same.sum(1)
-        mean_conf = (same * conf[None]).sum(1) / votes
-        # votes are integers and mean_conf lies in [0, 1]: the sum orders by votes, then confidence
-        index = (votes + 0.5 * mean_conf).argmax(0)
-    else:
-        raise ValueError(f"unknown selection {rule!r}: choose vote or halt")
+
+def select_by_vote(answers: Tensor, confidence: Tensor) -> Tensor:
+    """The most frequent candidate; ties by the highest mean confidence of its votes, then the first."""
+    same = (answers[:, None] == answers[None]).all(-1).float()  # [R, R, B]
+    votes = same.sum(1)
+    mean_conf = (same * confidence[None]).sum(1) / votes
+    # votes are integers and mean_conf lies in [0, 1]: the sum orders by votes, then confidence
+    return (votes + 0.5 * mean_conf).argmax(0)
+
+
+SELECTIONS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"vote": select_by_vote, "halt": select_by_halt}
+"""Selection rule name -> the function choosing one of R candidates per example."""
+
+
+def select(answers: Tensor, q_halt: Tensor, rule: str) -> tuple[Tensor, Tensor]:
+    """Pick one answer per example among R candidates (answers [R, B, seq], q_halt logits [R, B]) by a rule
+    of `SELECTIONS`. Returns (answers [B, seq], index of the chosen candidate [B])."""
+    if rule not in SELECTIONS:
+        raise ValueError(f"unknown selection {rule!r}: choose {' or '.join(SELECTIONS)}")
+    index = SELECTIONS[rule](answers, torch.sigmoid(q_halt.float()))
     chosen = answers.gather(0, index.view(1, -1, 1).expand(1, *answers.shape[1:]))[0]
     return chosen, index
+
+
+def original_view(task: PuzzleTask | None, scaling: Scaling, batch_index: int) -> list[Augmentation]:
+    """The batch as it is."""
+    return [IDENTITY]
+
+
+def augmented_views(task: PuzzleTask | None, scaling: Scaling, batch_index: int) -> list[Augmentation]:
+    """`scaling.augment - 1` validity-preserving transforms of the task, seeded by (seed, batch)."""
+    if scaling.augment == 1:
+        return []
+    if task is None or task.augmentation(np.random.default_rng(0)) is None:
+        raise ValueError(f"augmentation voting needs a task with test-time transforms (Sudoku or Maze), got "
+                         f"{task.name if task else 'an unknown task'}")
+    rng = np.random.default_rng([scaling.seed, batch_index])
+    return [task.augmentation(rng) for _ in range(scaling.augment - 1)]  # type: ignore[misc]
+
+
+def noise_seeds(scaling: Scaling, batch_index: int, view: int) -> list[tuple[float, int]]:
+    """(noise scale, seed) of each run of a view: the first from the usual initial state, then `noise - 1`
+    from the initial state plus Gaussian noise."""
+    return [(scaling.noise_scale if r else 0.0,
+             int(np.random.SeedSequence([scaling.seed, batch_index, view, r]).generate_state(1)[0]))
+            for r in range(scaling.noise)]
 
 
 def predict(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str = "fixed", *,
             scaling: Scaling | None = None, task: PuzzleTask | None = None, batch_index: int = 0) -> Trajectory:
     """`run_steps`, or with `scaling` several runs per example merged into one answer per step (the
     answer after step k is chosen among the runs' answers after step k; the final answer is the last
-    step's choice). `stopped` then counts the supervision steps of all runs together (the cost)."""
+    step's choice); `cost` then counts the supervision steps of all runs together."""
     if scaling is None or scaling.runs == 1:
         return run_steps(model, batch, steps, policy)
     device = batch["inputs"].device
     inputs = batch["inputs"].cpu().numpy()
-    views: list[Augmentation] = [IDENTITY]
-    if scaling.augment > 1:
-        if task is None or task.augmentation(np.random.default_rng(0)) is None:
-            raise ValueError(f"augmentation voting needs a task with test-time transforms (Sudoku or Maze), got "
-                             f"{task.name if task else 'an unknown task'}")
-        rng = np.random.default_rng([scaling.seed, batch_index])
-        views += [task.augmentation(rng) for _ in range(scaling.augment - 1)]  # type: ignore[misc]
+    views = original_view(task, scaling, batch_index) + augmented_views(task, scaling, batch_index)
     traces, q_traces, cost = [], [], torch.zeros_like(batch["labels"][:, 0], dtype=torch.long)
     generator = torch.Generator(device=device)
     for v, view in enumerate(views):
         seen = {**batch, "inputs": torch.as_tensor(view.apply(inputs), device=device)}
-        for r in range(scaling.noise):
-            generator.manual_seed(int(np.random.SeedSequence([scaling.seed, batch_index, v, r]).generate_state(1)[0]))
-            run = run_steps(model, seen, steps, policy, noise_scale=scaling.noise_scale if r else 0.0,
-                            generator=generator)
+        for noise_scale, seed in noise_seeds(scaling, batch_index, v):
+            generator.manual_seed(seed)
+            run = run_steps(model, seen, steps, policy, noise_scale=noise_scale, generator=generator)
             traces.append([torch.as_tensor(view.invert(t.cpu().numpy()), device=device).long() for t in run.trace])
             q_traces.append(run.q_trace)
-            cost = cost + run.stopped
+            cost = cost + run.cost
     per_step, q_per_step = [], []
     for k in range(steps):  # the answer after step k is chosen among the runs' answers after step k
         q_k = torch.stack([q[k] for q in q_traces])
@@ -270,67 +301,86 @@ def predict(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str =
         per_step.append(answer)
         q_per_step.append(q_k.gather(0, chosen[None])[0])
     final, q_final = per_step[-1], q_per_step[-1]
-    return Trajectory(final, cost, q_final, per_step, q_per_step)
+    return Trajectory(final, torch.full_like(cost, steps), cost, q_final, per_step, q_per_step)
 
 
-def evaluate(model: ACTModel, batches: Iterable[TestBatch], *, device: torch.device | str = "cpu",
-             steps: int | None = None, policy: str = "fixed", task: PuzzleTask | None = None,
-             scaling: Scaling | None = None, blank_ids: bool = False, collect: Collect | None = None,
-             keep_examples: int = 0, max_batches: int | None = None, reduce: bool = False) -> EvalResult:
-    """Metrics per set (see the module docstring). `blank_ids` zeroes the puzzle identifiers the model
-    sees (the ablation); `collect` receives every batch's answers (e.g. ARC voting); `keep_examples`
-    keeps up to that many right and that many wrong examples with their per-step answers."""
-    budget = steps or model.halt_max_steps
-    check_policy(policy)
+@dataclass(frozen=True, kw_only=True)
+class EvalOptions:
+    """How `evaluate` runs: the budget and halting policy, test-time scaling, and what it keeps."""
+
+    steps: int | None = None
+    """Supervision-step budget (None: the model's N_sup)."""
+    policy: str = "fixed"
+    """fixed: run every step; early: stop where the halting head fires."""
+    scaling: Scaling | None = None
+    """Test-time scaling (None: one answer per example)."""
+    blank_ids: bool = False
+    """Ablation: zero the puzzle identifiers the model sees."""
+    keep_examples: int = 0
+    """Keep up to this many right and this many wrong examples with their per-step answers."""
+    max_batches: int | None = None
+    """Stop after this many batches (None: all)."""
+    reduce: bool = False
+    """Sum the metrics over the processes of a process group."""
+
+    def __post_init__(self) -> None:
+        check_policy(self.policy)
+
+
+def evaluate(model: ACTModel, batches: Iterable[TestBatch], options: EvalOptions = EvalOptions(), *,
+             device: torch.device | str = "cpu", task: PuzzleTask | None = None,
+             collect: Collect | None = None) -> EvalResult:
+    """Metrics per set (see the module docstring); `task` adds valid accuracy and test-time augmentation,
+    `collect` receives every batch's answers (e.g. ARC voting). Rows without labels are not counted."""
+    budget = options.steps or model.halt_max_steps
     model.eval()
     sets: dict[str, SetResult] = {}
     examples: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     start = time.perf_counter()
-    for i, item in enumerate(batches):
-        name, np_batch = item[0], item[1]
-        if max_batches is not None and i >= max_batches:
+    for i, (name, np_batch, real_rows) in enumerate(batches):
+        if options.max_batches is not None and i >= options.max_batches:
             break
         batch = {k: torch.as_tensor(np.asarray(v)).to(device) for k, v in np_batch.items()}
-        if blank_ids:
+        if options.blank_ids:
             batch["puzzle_identifiers"] = torch.zeros_like(batch["puzzle_identifiers"])
-        run = predict(model, batch, budget, policy, scaling=scaling, task=task, batch_index=i)
+        run = predict(model, batch, budget, options.policy, scaling=options.scaling, task=task, batch_index=i)
         labels = batch["labels"].long()
         mask = labels != IGNORE_LABEL_ID
         counts = mask.sum(-1)
-        real = counts > 0
+        scored = counts > 0
 
         def exact(preds: Tensor, labels: Tensor = labels, mask: Tensor = mask, counts: Tensor = counts,
-                  real: Tensor = real) -> Tensor:
-            return real & ((mask & (preds == labels)).sum(-1) == counts)
+                  scored: Tensor = scored) -> Tensor:
+            return scored & ((mask & (preds == labels)).sum(-1) == counts)
 
         seq_ok = exact(run.final)
         result = SetResult(
-            count=int(real.sum()),
-            token_correct=float(torch.where(real, (mask & (run.final == labels)).sum(-1) / counts.clamp_min(1),
+            count=int(scored.sum()),
+            token_correct=float(torch.where(scored, (mask & (run.final == labels)).sum(-1) / counts.clamp_min(1),
                                             0).sum()),
             exact_correct=int(seq_ok.sum()),
-            steps_used=int(torch.where(real, run.stopped, 0).sum()),
+            steps_used=int(torch.where(scored, run.cost, 0).sum()),
             per_step_exact=[int(exact(p).sum()) for p in run.trace],
-            q_halt_correct=int((real & ((run.q_halt >= 0) == seq_ok)).sum()),
+            q_halt_correct=int((scored & ((run.q_halt >= 0) == seq_ok)).sum()),
         )
-        rows = real.cpu().numpy()
+        rows = scored.cpu().numpy()
         inputs = np.asarray(np_batch["inputs"])[rows]
-        final = run.final.cpu().numpy()[rows]
+        final = run.final.cpu().numpy()
         valid = None
         if task is not None and task.checks_validity:
-            valid = task.valid(final, inputs)
+            valid = task.valid(final[rows], inputs)
             per_step = [task.valid(p.cpu().numpy()[rows], inputs) for p in run.trace]
             result.valid_correct = int(np.sum(valid))
             result.per_step_valid = [int(np.sum(v)) for v in per_step]
         sets.setdefault(name, SetResult()).add(result)
-        if collect is not None:
-            collect({k: np.asarray(v)[rows] for k, v in np_batch.items()}, final,
-                    run.q_halt.float().cpu().numpy()[rows])
-        if keep_examples:
-            _keep(examples, keep_examples, name, np_batch, rows, run.trace, seq_ok, valid, task)
-    if reduce and dist.is_initialized():
+        if collect is not None:  # every real row, answer known or not (e.g. an ARC test input to submit)
+            collect({k: np.asarray(v)[:real_rows] for k, v in np_batch.items()}, final[:real_rows],
+                    run.q_halt.float().cpu().numpy()[:real_rows])
+        if options.keep_examples:
+            _keep(examples, options.keep_examples, name, np_batch, rows, run.trace, seq_ok, valid, task)
+    if options.reduce and dist.is_initialized():
         sets = _reduce_sets(sets, budget)
-    return EvalResult(sets=sets, policy=policy, budget=budget, scaling=scaling,
+    return EvalResult(sets=sets, policy=options.policy, budget=budget, scaling=options.scaling,
                       seconds=time.perf_counter() - start, examples=examples[True] + examples[False])
 
 

@@ -1,6 +1,6 @@
 """The loss head of deep supervision: token cross-entropy, the halting losses and the metrics.
 
-Per supervision step (SPEC 6):
+Per supervision step, as the reference computes it:
 - lm loss: per example, the mean cross-entropy over its labelled tokens, summed over the batch;
 - halt loss: binary cross-entropy (summed) of q_halt against "every token of this example is right";
 - continue loss (only with a continue target): binary cross-entropy of q_continue against it;
@@ -17,10 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from trm.data.sampler import IGNORE_LABEL_ID
 from trm.models.act import Carry, StepOutput
-
-IGNORE_LABEL_ID = -100
-"""Label of positions that carry no loss (the datasets' pad label)."""
 
 LossFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 

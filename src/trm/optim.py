@@ -1,6 +1,8 @@
 """Optimisation: AdamATan2 for parameters, sign-SGD for the puzzle-embedding table, LR schedule, EMA.
 
-SPEC section 7. Everything here is plain PyTorch and runs on CPU, CUDA and MPS:
+As the paper trains: AdamATan2 (Adam with atan2 in place of the epsilon division, decoupled weight
+decay), linear warmup then cosine decay, an EMA of the weights for evaluation and checkpoints, and
+sign-SGD on the embedding rows a batch touched. Everything here is plain PyTorch and runs on CPU, CUDA and MPS:
 
     opt = AdamATan2(model.parameters(), lr=1e-4, weight_decay=1.0)
     emb_opt = SignSGDEmbedding(model_puzzle_embedding, lr=1e-4, weight_decay=1.0)
@@ -192,7 +194,8 @@ class SparseEmbedding(Protocol):
 
 
 class SignSGDEmbedding(Optimizer):
-    """Sign-SGD with decoupled weight decay on the touched rows of a puzzle-embedding table (SPEC 4).
+    """Sign-SGD with decoupled weight decay on the touched rows of a puzzle-embedding table (each id's row
+    moves by the sign of its gradient summed over the global batch).
 
     Hand-over protocol: the optimizer is built with the embedding module, which has
       - `weight`: the (num_ids, dim) table, a buffer (not a Parameter);
@@ -335,7 +338,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 class EMA:
-    """Exponential moving average of a model's trainable parameters, in float32 (SPEC 7, decay 0.999).
+    """Exponential moving average of a model's trainable parameters, in float32 (decay 0.999, as published).
 
     As in the reference, only parameters with requires_grad are averaged: buffers, and so the
     puzzle-embedding table (a buffer trained by sign-SGD), stay at their raw values in the EMA model.

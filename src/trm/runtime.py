@@ -35,6 +35,10 @@ import torch
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+"""Device names a recipe or command accepts (also `cuda:<index>`)."""
+DTYPE_CHOICES = ("auto", *DTYPES)
+COMPILE = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import torch
 from trm.data.format import DataError
 from trm.evaluate import Scaling, check_policy, predict
 from trm.models import ACTModel
-from trm.tasks import ArcGridTask, PuzzleTask, task_for
+from trm.tasks import TASKS, PuzzleTask, task_for
 
 
 @dataclass
@@ -80,7 +80,7 @@ class ArcAnswer:
     task_id: str
     test_index: int
     candidates: list[Any]
-    """`trm.scoring.arc.Candidate`s, best first."""
+    """`trm.tasks.arc.scoring.Candidate`s, best first."""
     trace: Solution
     """The original (identity-variant) input's solve, with its per-step answers."""
     correct: bool | None
@@ -126,8 +126,8 @@ class Solver:
         found = task_for(c.vocab_size, c.seq_len, declared)
         if found is None:
             raise ValueError(f"{loaded.path}: cannot tell what task a model with vocab {c.vocab_size} and "
-                             f"seq_len {c.seq_len} solves; pass task= (sudoku, maze or arc)")
-        identifiers = dataset.identifiers if dataset is not None and found.name == "arc" else None
+                             f"seq_len {c.seq_len} solves; pass task= ({', '.join(TASKS)})")
+        identifiers = dataset.identifiers if dataset is not None else None
         return cls(loaded.model, found, device=dev, identifiers=identifiers, **kwargs)
 
     def tokens(self, puzzle: str | np.ndarray, where: str = "puzzle") -> np.ndarray:
@@ -158,14 +158,12 @@ class Solver:
             q = [t.float().cpu().numpy() for t in run.q_trace]
             finals = run.final.cpu().numpy()
             valid = self.task.valid(finals, chunk) if self.task.checks_validity else None
-            # with test-time scaling `stopped` counts all runs' steps; the answer is the last step's choice
-            stopped = run.stopped.cpu().numpy() if self.scaling is None or self.scaling.runs == 1 else None
+            stopped = run.stopped.cpu().numpy()
             for j in range(len(chunk)):
-                at = int(stopped[j]) if stopped is not None else self.steps
                 known = None if answers is None or answers[lo + j] is None else answers[lo + j]
                 out.append(Solution(
                     task=self.task, puzzle=chunk[j], steps=[t[j] for t in trace], q_halt=[float(x[j]) for x in q],
-                    stopped=at,
+                    stopped=int(stopped[j]),
                     valid=None if valid is None else bool(valid[j]),
                     correct=None if known is None else bool(np.array_equal(finals[j], np.asarray(known).reshape(-1)))))
         return out
@@ -176,8 +174,9 @@ class Solver:
     def solve_arc(self, task: Any, variants: int = 1) -> list[ArcAnswer]:
         """Answer every test input of an ARC task (an `ArcTask`, or a task file path) by voting over the
         original and up to `variants - 1` of the augmented variants the model was trained on."""
-        from trm.data.arc_augment import encode_grid, parse_variant_name
-        from trm.scoring.arc import ArcVoter, grid_key
+        from trm.tasks.arc import ArcGridTask
+        from trm.tasks.arc.augment import encode_grid, parse_variant_name
+        from trm.tasks.arc.scoring import ArcVoter, grid_key
 
         if not isinstance(self.task, ArcGridTask):
             raise ValueError(f"solve_arc needs an ARC model, this one solves {self.task.name}")

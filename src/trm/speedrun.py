@@ -44,7 +44,8 @@ def read_curve(metrics: Path) -> list[tuple[int, float, float]]:
     for line in metrics.read_text().splitlines():
         record = json.loads(line)
         if record.get("kind") == "eval" and "eval/all/exact_accuracy" in record:
-            curve.append((int(record["step"]), float(record["train_seconds"]), float(record["eval/all/exact_accuracy"])))
+            accuracy = float(record["eval/all/exact_accuracy"])
+            curve.append((int(record["step"]), float(record["train_seconds"]), accuracy))
     return curve
 
 

@@ -25,17 +25,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from trm.checkpoint import latest_checkpoint, load_train_state, save_checkpoint, set_latest
+from trm.checkpoint import CheckpointError, Trainable, latest_checkpoint, restore_training, save_training
 from trm.loss import act_loss
 from trm.models import ACTModel, Carry, build_model, config_from_dict
 from trm.models.config import ConfigError
-from trm.runtime import numeric_mode, pick_device
+from trm.runtime import COMPILE, DEVICES, DTYPE_CHOICES, NumericMode, numeric_mode, pick_device
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,9 +92,11 @@ class TrainConfig:
     device: str = "auto"
     """cpu, cuda, mps, or auto (cuda > mps > cpu)."""
     dtype: str = "auto"
-    """Activation dtype: float32, bfloat16, or auto (bfloat16 on CUDA, float32 elsewhere)."""
+    """Activation dtype: float32, bfloat16, or auto (bfloat16 on CUDA; on CPU the faster of the two,
+    measured once per machine and shape: see trm.runtime)."""
     compile: str = "auto"
-    """torch.compile the model's step: on, off, or auto (on for CUDA)."""
+    """torch.compile the model's step: on, off, or auto (on for CUDA; on CPU only when measured to pay
+    back its compile time over the run)."""
     loggers: list[str] = field(default_factory=list)
     """Extra metric sinks: tensorboard, wandb (JSONL and the console are always on)."""
     project: str = "trm"
@@ -110,8 +112,7 @@ class TrainConfig:
         if "arch" not in self.model:
             raise ConfigError("model: needs an 'arch' (trm, hrm or transformer)")
         for name in ("dtype", "device", "compile"):
-            allowed = {"dtype": ("auto", "float32", "bfloat16"), "device": ("auto", "cpu", "cuda", "mps"),
-                       "compile": ("auto", "on", "off")}[name]
+            allowed = {"dtype": DTYPE_CHOICES, "device": DEVICES, "compile": COMPILE}[name]
             value = getattr(self, name)
             if value not in allowed and not (name == "device" and str(value).startswith("cuda:")):
                 raise ConfigError(f"{name}={value!r}: must be one of {allowed}")
@@ -120,16 +121,8 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-class BatchSource(Protocol):
-    """What the trainer needs from a sampler: full batches, and a position it can save."""
-
-    def __iter__(self) -> Iterator[dict[str, np.ndarray]]: ...
-    def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
 # ---------------------------------------------------------------------------------------------
-# Process group, device, dtype
+# Process group
 
 
 @dataclass
@@ -153,35 +146,204 @@ def init_distributed(device_type: str) -> Dist:
     return Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", 0)))
 
 
-# ---------------------------------------------------------------------------------------------
-# State that must survive a resume
-
-
-def rng_state(generator: torch.Generator) -> dict[str, torch.Tensor]:
-    return {"torch": torch.get_rng_state(), "exploration": generator.get_state()}
-
-
-def set_rng_state(state: dict[str, torch.Tensor], generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["exploration"])
-
-
-def carry_state(carry: Carry | None) -> dict[str, Any] | None:
-    if carry is None:
-        return None
-    return {"state": {k: v.cpu() for k, v in carry.state.items()}, "steps": carry.steps.cpu(),
-            "halted": carry.halted.cpu(), "data": {k: v.cpu() for k, v in carry.data.items()}}
-
-
-def load_carry(state: dict[str, Any] | None, device: torch.device) -> Carry | None:
-    if state is None:
-        return None
-    return Carry(state={k: v.to(device) for k, v in state["state"].items()}, steps=state["steps"].to(device),
-                 halted=state["halted"].to(device), data={k: v.to(device) for k, v in state["data"].items()})
-
-
 class NonFiniteLoss(RuntimeError):
     """Raised when the loss becomes NaN or infinite; the last good checkpoint is kept."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The parts of a run
+
+
+@dataclass
+class Run:
+    """A run set up from its config: where it runs, its data, and what training updates."""
+
+    cfg: TrainConfig
+    ddp: Dist
+    device: torch.device
+    data: Any
+    """`trm.data.sampler.PuzzleData`."""
+    parts: Trainable
+    total_steps: int
+    mode: NumericMode
+    """The resolved activation dtype and compile setting, with the reason."""
+
+    @property
+    def local_batch(self) -> int:
+        return self.cfg.global_batch_size // self.ddp.world_size
+
+
+def setup(cfg: TrainConfig) -> Run:
+    """Join the process group, pick device and dtype, open the data, and build the model, optimizers, EMA,
+    sampler and exploration generator."""
+    from trm.data.sampler import open_dataset
+    from trm.optim import EMA, AdamATan2, SignSGDEmbedding
+
+    ddp = init_distributed(pick_device(cfg.device).type)
+    device = pick_device(cfg.device, ddp.local_rank)
+    if cfg.global_batch_size % ddp.world_size:
+        raise ConfigError(f"global_batch_size={cfg.global_batch_size} is not divisible by {ddp.world_size} processes")
+    data = open_dataset(cfg.data)
+    model_cfg = config_from_dict({**data.model_fields(), **cfg.model})
+    if cfg.depth_curriculum and model_cfg.arch != "trm":
+        raise ConfigError(f"depth_curriculum: only TRM has (n, T) to schedule, not {model_cfg.arch}")
+    total_steps = cfg.steps or max(1, int(cfg.epochs * data.steps_per_epoch(cfg.global_batch_size)))
+    mode = numeric_mode(cfg.dtype, cfg.compile, device, model_cfg, cfg.global_batch_size // ddp.world_size,
+                        steps=total_steps)
+    torch.manual_seed(cfg.seed)  # same initial weights on every rank
+    model: ACTModel = build_model(model_cfg, dtype=mode.dtype, device=device)
+    if cfg.init_from:
+        model.load_state_dict(_initial_weights(cfg.init_from))
+    parts = Trainable(
+        model=model,
+        optimizer=AdamATan2(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay),
+        emb_optimizer=(SignSGDEmbedding(model.embed.puzzle, lr=cfg.puzzle_emb_lr,
+                                        weight_decay=cfg.puzzle_emb_weight_decay)
+                       if model.embed.puzzle is not None else None),
+        ema=EMA(model, decay=cfg.ema_rate) if cfg.ema else None,
+        sampler=data.train_sampler(cfg.global_batch_size, rank=ddp.rank, world_size=ddp.world_size, seed=cfg.seed),
+        generator=torch.Generator(device=device).manual_seed(cfg.seed * 1000 + ddp.rank))
+    return Run(cfg=cfg, ddp=ddp, device=device, data=data, parts=parts, total_steps=total_steps, mode=mode)
+
+
+class Checkpointer:
+    """Writes the whole training state every `checkpoint_every` steps (it decides at each `save`), or when
+    forced (the end, an interruption); only rank 0 writes."""
+
+    def __init__(self, run: Run) -> None:
+        self.run, self.run_dir = run, Path(run.cfg.run_dir)
+
+    def restore(self) -> tuple[int, Carry | None]:
+        """The latest checkpoint's (step, carry), loaded into the run's parts."""
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is None:
+            raise CheckpointError(f"--resume: {self.run_dir} has no checkpoint to resume from")
+        return restore_training(ckpt, self.run.parts, self.run.device)
+
+    def save(self, step: int, carry: Carry | None, *, force: bool = False) -> None:
+        every = self.run.cfg.checkpoint_every
+        if not self.run.ddp.main or not (force or (every and step % every == 0)):
+            return
+        mode = self.run.mode
+        save_training(self.run_dir, step, self.run.parts, carry,
+                      extra={"train": self.run.cfg.to_dict(), "world_size": self.run.ddp.world_size,
+                             "numeric": {"dtype": mode.dtype_name, "compile": mode.compile}})
+
+
+class StopSignals:
+    """While active, SIGINT and SIGTERM set `reason` (the loop then saves and stops) instead of killing."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.reason = signal.Signals(signum).name
+
+    def __enter__(self) -> StopSignals:
+        self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def learning_rate_scale(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """The schedule: linear warmup, then cosine decay to `lr_min_ratio` (a factor of the peak rates)."""
+    from trm.optim import cosine_schedule_with_warmup
+
+    return cosine_schedule_with_warmup(step, 1.0, cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio)
+
+
+def apply_depth(run: Run, step: int) -> None:
+    """The depth curriculum's (n, T) for this step (the model's own depth outside it)."""
+    from trm.optim import depth_at
+
+    if run.cfg.depth_curriculum:
+        depth = depth_at(step, run.total_steps, run.cfg.depth_curriculum)
+        run.parts.model.set_depth(*(depth or (None, None)))  # type: ignore[operator]
+
+
+def optimizer_step(run: Run, lr_scale: float) -> None:
+    """Average gradients over processes, update parameters (AdamATan2), puzzle embeddings (sign-SGD) and EMA."""
+    cfg, parts = run.cfg, run.parts
+    if run.ddp.world_size > 1:
+        _all_reduce_grads(parts.model)
+    optimizer = parts.optimizer
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr * lr_scale
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if parts.emb_optimizer is not None:
+        for group in parts.emb_optimizer.param_groups:
+            group["lr"] = cfg.puzzle_emb_lr * lr_scale
+        parts.emb_optimizer.step()
+        parts.emb_optimizer.zero_grad()
+    if parts.ema is not None:
+        parts.ema.update(parts.model)
+
+
+class EvalHook:
+    """Evaluates (with the EMA weights when kept) every `eval_every` steps before the last, and at the end;
+    logs `eval/<set>/<metric>`."""
+
+    def __init__(self, run: Run, logger: Any) -> None:
+        self.run, self.logger = run, logger
+        self.last: dict[str, Any] = {}
+        """The latest evaluation's figures."""
+
+    def maybe(self, step: int, train_seconds: float) -> bool:
+        """Evaluate when due; True when held-out exact accuracy reached `stop_at_accuracy`."""
+        every, target = self.run.cfg.eval_every, self.run.cfg.stop_at_accuracy
+        if not (every and step % every == 0 and step < self.run.total_steps):
+            return False
+        result = self(step, train_seconds)
+        if target is None or result.get("all/exact_accuracy", 0.0) < target:
+            return False
+        self.logger.message(f"held-out exact accuracy {result['all/exact_accuracy']:.1%} reached "
+                            f"stop_at_accuracy={target:g} at step {step}")
+        return True
+
+    def __call__(self, step: int, train_seconds: float | None = None) -> dict[str, Any]:
+        from trm.evaluate import EvalOptions, evaluate
+        from trm.tasks import dataset_task
+
+        run, model, ema = self.run, self.run.parts.model, self.run.parts.ema
+        context = ema.swapped_in(model) if ema is not None else contextlib.nullcontext()
+        with context:
+            result = evaluate(model, run.data.test_batches(run.local_batch, rank=run.ddp.rank,
+                                                           world_size=run.ddp.world_size),
+                              EvalOptions(max_batches=run.cfg.eval_max_batches, reduce=run.ddp.world_size > 1),
+                              device=run.device, task=dataset_task(run.data.dataset))
+        model.train()
+        extra = {"train_seconds": round(train_seconds, 3)} if train_seconds is not None else {}
+        self.logger.log(step, {**{f"eval/{k}": v for k, v in result.flat().items()}, **extra}, kind="eval")
+        self.last = result.flat()
+        return self.last
+
+
+class TrainClock:
+    """Training wall time without the pauses for evaluation and checkpoints (the time-to-accuracy clock)."""
+
+    def __init__(self) -> None:
+        self.start, self.paused = time.perf_counter(), 0.0
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start - self.paused
+
+    @contextlib.contextmanager
+    def pause(self) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.paused += time.perf_counter() - began
+
+
+def _endless(sampler: Any) -> Iterator[dict[str, np.ndarray]]:
+    while True:
+        yield from sampler
 
 
 # ---------------------------------------------------------------------------------------------
@@ -195,152 +357,72 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     `stop_after` ends this invocation after that many steps with a checkpoint, as an interruption
     would (the schedule still spans the whole run), so that `resume=True` can continue it.
     """
-    from trm.data.sampler import open_dataset
     from trm.logging import MetricLogger
-    from trm.optim import EMA, AdamATan2, SignSGDEmbedding, cosine_schedule_with_warmup, depth_at
 
-    device_probe = pick_device(cfg.device)
-    ddp = init_distributed(device_probe.type)
-    device = pick_device(cfg.device, ddp.local_rank)
-    if cfg.global_batch_size % ddp.world_size:
-        raise ConfigError(f"global_batch_size={cfg.global_batch_size} is not divisible by {ddp.world_size} processes")
-    local_batch = cfg.global_batch_size // ddp.world_size
-
-    data = open_dataset(cfg.data)
-    model_cfg = config_from_dict({**data.model_fields(), **cfg.model})
-    total_steps = cfg.steps or max(1, int(cfg.epochs * data.steps_per_epoch(cfg.global_batch_size)))
-    mode = numeric_mode(cfg.dtype, cfg.compile, device, model_cfg, local_batch, steps=total_steps)
-    dtype = mode.dtype
-    if ddp.main:
-        print(f"numeric mode: {mode.reason}", file=sys.stderr, flush=True)
-    torch.manual_seed(cfg.seed)  # same initial weights on every rank
-    model: ACTModel = build_model(model_cfg, dtype=dtype, device=device)
-    if cfg.init_from:
-        model.load_state_dict(_initial_weights(cfg.init_from))
-    sampler = data.train_sampler(cfg.global_batch_size, rank=ddp.rank, world_size=ddp.world_size, seed=cfg.seed)
-
-    optimizer = AdamATan2(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
-    emb_optimizer = (SignSGDEmbedding(model.embed.puzzle, lr=cfg.puzzle_emb_lr,
-                                      weight_decay=cfg.puzzle_emb_weight_decay)
-                     if model.embed.puzzle is not None else None)
-    ema = EMA(model, decay=cfg.ema_rate) if cfg.ema else None
-    exploration = torch.Generator(device=device).manual_seed(cfg.seed * 1000 + ddp.rank)
-    step_fn = _maybe_compile(model, mode.compile)
-
-    run_dir = Path(cfg.run_dir)
-    step, carry = 0, None
-    if resume:
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise FileNotFoundError(f"--resume: {run_dir} has no checkpoint to resume from")
-        step, carry = _restore(ckpt, model, optimizer, emb_optimizer, ema, sampler, exploration, device)
-    logger = MetricLogger(run_dir, cfg.to_dict(), cfg.loggers, project=cfg.project, enabled=ddp.main,
+    run = setup(cfg)
+    model, device, ddp, total_steps = run.parts.model, run.device, run.ddp, run.total_steps
+    step_fn = _maybe_compile(model, run.mode.compile)
+    checkpointer = Checkpointer(run)
+    step, carry = checkpointer.restore() if resume else (0, None)
+    logger = MetricLogger(Path(cfg.run_dir), cfg.to_dict(), cfg.loggers, project=cfg.project, enabled=ddp.main,
                           total_steps=total_steps, initial_step=step, progress=progress)
-
-    stop: dict[str, Any] = {"signal": None}
-
-    def _on_signal(signum: int, _frame: Any) -> None:
-        stop["signal"] = signal.Signals(signum).name
-
-    old_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def checkpoint() -> None:
-        if not ddp.main:
-            return
-        state = {"optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(),
-                 "emb_optimizer": emb_optimizer.state_dict() if emb_optimizer else None,
-                 "ema": ema.state_dict() if ema else None, "carry": carry_state(carry),
-                 "rng": rng_state(exploration)}
-        folder = save_checkpoint(run_dir / f"step_{step:07d}", model=model, step=step,
-                                 ema_state=ema.ema_state_dict() if ema else None, train_state=state,
-                                 extra={"train": cfg.to_dict(), "world_size": ddp.world_size,
-                                        "numeric": {"dtype": mode.dtype_name, "compile": mode.compile}})
-        set_latest(run_dir, folder)
-
+    evaluator = EvalHook(run, logger)
+    logger.message(f"numeric mode: {run.mode.reason}")
     model.train()
-    batches = iter(sampler)
-    final: dict[str, Any] = {}
+    batches = _endless(run.parts.sampler)
     t_last, steps_since = time.perf_counter(), 0
-    t_start, paused = time.perf_counter(), 0.0  # training wall time leaves out evaluation and checkpoints
-
-    def train_seconds() -> float:
-        return round(time.perf_counter() - t_start - paused, 3)
-
+    clock = TrainClock()
     try:
-        while step < total_steps:
-            try:
-                np_batch = next(batches)
-            except StopIteration:
-                batches = iter(sampler)
-                np_batch = next(batches)
-            batch = {k: torch.from_numpy(np.asarray(v)).to(device, non_blocking=True) for k, v in np_batch.items()}
-            if carry is None:
-                carry = model.initial_carry(batch)
+        with StopSignals() as stop:
+            while step < total_steps:
+                batch = {k: torch.from_numpy(np.asarray(v)).to(device, non_blocking=True)
+                         for k, v in next(batches).items()}
+                if carry is None:
+                    carry = model.initial_carry(batch)
+                lr_scale = learning_rate_scale(cfg, step, total_steps)
+                apply_depth(run, step)
+                carry, out = step_fn(carry, batch, run.parts.generator)
+                loss = act_loss(carry, out, cfg.loss_type)
+                (loss.total / cfg.global_batch_size).backward()
+                optimizer_step(run, lr_scale)
+                step += 1
+                steps_since += 1
 
-            lr_scale = cosine_schedule_with_warmup(step, 1.0, cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio)
-            if cfg.depth_curriculum:
-                model.set_depth(*(depth_at(step, total_steps, cfg.depth_curriculum) or (None, None)))  # type: ignore[operator]
-            carry, out = step_fn(carry, batch, exploration)
-            loss = act_loss(carry, out, cfg.loss_type)
-            (loss.total / cfg.global_batch_size).backward()
+                metrics = _reduce_metrics(loss.metrics, ddp)
+                if not math.isfinite(metrics["lm_loss"]) or not torch.isfinite(loss.total):
+                    raise NonFiniteLoss(f"non-finite loss at step {step}; the last good checkpoint is kept in "
+                                        f"{cfg.run_dir}")
+                if step % cfg.log_every == 0 or step == total_steps:
+                    now = time.perf_counter()
+                    rate = steps_since * cfg.global_batch_size / (now - t_last)
+                    t_last, steps_since = now, 0
+                    logger.log(step, {**_summarise(metrics), "lr": cfg.lr * lr_scale, "example_steps_per_s": rate,
+                                      "train_seconds": round(clock.seconds(), 3)})
+                logger.advance(step)
+
+                with clock.pause():
+                    checkpointer.save(step, carry)
+                    reached = evaluator.maybe(step, clock.seconds())
+                if reached:
+                    checkpointer.save(step, carry, force=True)
+                    if ddp.world_size > 1:
+                        dist.barrier()
+                    return {"step": step, **evaluator.last}
+                if stop_after is not None and step >= stop_after and step < total_steps:
+                    stop.reason = "stop_after"
+                if stop.reason is not None:
+                    logger.message(f"stopping at step {step} ({stop.reason}): saving a checkpoint")
+                    checkpointer.save(step, carry, force=True)
+                    if ddp.world_size > 1:
+                        dist.barrier()
+                    return {"step": step, "interrupted": True}
+            seconds = clock.seconds()
+            checkpointer.save(step, carry, force=True)
+            final = evaluator(step, seconds)
             if ddp.world_size > 1:
-                _all_reduce_grads(model)
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_scale
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if emb_optimizer is not None:
-                for group in emb_optimizer.param_groups:
-                    group["lr"] = cfg.puzzle_emb_lr * lr_scale
-                emb_optimizer.step()
-                emb_optimizer.zero_grad()
-            if ema is not None:
-                ema.update(model)
-            step += 1
-            steps_since += 1
-
-            metrics = _reduce_metrics(loss.metrics, ddp)
-            if not math.isfinite(metrics["lm_loss"]) or not torch.isfinite(loss.total):
-                raise NonFiniteLoss(f"non-finite loss at step {step}; the last good checkpoint is kept in {run_dir}")
-            if step % cfg.log_every == 0 or step == total_steps:
-                now = time.perf_counter()
-                rate = steps_since * cfg.global_batch_size / (now - t_last)
-                t_last, steps_since = now, 0
-                logger.log(step, {**_summarise(metrics), "lr": cfg.lr * lr_scale, "example_steps_per_s": rate,
-                                  "train_seconds": train_seconds()})
-            logger.advance(step)
-
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                t_pause = time.perf_counter()
-                checkpoint()
-                paused += time.perf_counter() - t_pause
-            if cfg.eval_every and step % cfg.eval_every == 0 and step < total_steps:
-                t_pause = time.perf_counter()
-                final = _evaluate_and_log(model, ema, data, cfg, local_batch, device, ddp, logger, step,
-                                          train_seconds())
-                paused += time.perf_counter() - t_pause
-                if cfg.stop_at_accuracy is not None and final.get("all/exact_accuracy", 0.0) >= cfg.stop_at_accuracy:
-                    logger.message(f"held-out exact accuracy {final['all/exact_accuracy']:.1%} reached "
-                                   f"stop_at_accuracy={cfg.stop_at_accuracy:g} at step {step}")
-                    checkpoint()
-                    return {"step": step, **final}
-            if stop_after is not None and step >= stop_after and step < total_steps:
-                stop["signal"] = "stop_after"
-            if stop["signal"] is not None:
-                logger.message(f"stopping at step {step} ({stop['signal']}): saving a checkpoint")
-                checkpoint()
-                if ddp.world_size > 1:
-                    dist.barrier()
-                return {"step": step, "interrupted": True}
-        seconds = train_seconds()
-        checkpoint()
-        final = _evaluate_and_log(model, ema, data, cfg, local_batch, device, ddp, logger, step, seconds)
-        if ddp.world_size > 1:
-            dist.barrier()  # nobody tears the group down while rank 0 still writes
-        return {"step": step, **final}
+                dist.barrier()  # nobody tears the group down while rank 0 still writes
+            return {"step": step, **final}
     finally:
-        for s, h in old_handlers.items():
-            signal.signal(s, h)
         logger.close()
 
 
@@ -396,38 +478,6 @@ def _summarise(m: dict[str, float]) -> dict[str, float]:
         if key in m:
             out[key] = m[key]
     return out
-
-
-def _evaluate_and_log(model, ema, data, cfg: TrainConfig, local_batch: int, device, ddp: Dist, logger,
-                      step: int, train_seconds: float) -> dict[str, Any]:
-    from trm.evaluate import evaluate
-    from trm.tasks import dataset_task
-
-    context = ema.swapped_in(model) if ema is not None else contextlib.nullcontext()
-    with context:
-        result = evaluate(model, data.test_batches(local_batch, rank=ddp.rank, world_size=ddp.world_size),
-                          device=device, task=dataset_task(data.dataset), max_batches=cfg.eval_max_batches,
-                          reduce=ddp.world_size > 1)
-    model.train()
-    logger.log(step, {**{f"eval/{k}": v for k, v in result.flat().items()}, "train_seconds": train_seconds},
-               kind="eval")
-    return result.flat()
-
-
-def _restore(ckpt: Path, model, optimizer, emb_optimizer, ema, sampler, generator, device):
-    from trm.checkpoint import _load_tensors, read_meta
-
-    meta = read_meta(ckpt)
-    model.load_state_dict(_load_tensors(ckpt / "model.safetensors"))
-    state = load_train_state(ckpt)
-    optimizer.load_state_dict(state["optimizer"])
-    if emb_optimizer is not None and state.get("emb_optimizer"):
-        emb_optimizer.load_state_dict(state["emb_optimizer"])
-    if ema is not None and state.get("ema"):
-        ema.load_state_dict(state["ema"])
-    sampler.load_state_dict(state["sampler"])
-    set_rng_state(state["rng"], generator)
-    return int(meta["step"]), load_carry(state["carry"], device)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,8 +6,10 @@
     save_gif(steps, "arc", "trace.gif")
     html_report("report.html", "Sudoku-Extreme eval", {"test": acc_per_step}, examples, {"exact": 0.87})
 
-Tokens are the sequences of SPEC section 8 (row-major): Sudoku pad 0, blank 1, digit d -> d+1;
-Maze `# SGo` -> 1-5; ARC colours c -> c+2 on a 30x30 canvas with end marker 1, cropped at the markers.
+Tokens are a dataset's row-major sequences: Sudoku pad 0, blank 1, digit d -> d+1; Maze `# SGo` -> 1-5;
+ARC colours c -> c+2 on a 30x30 canvas with end marker 1, cropped at the markers. What is particular to
+a task (its grid shape, palette, crop and cell size) is its `Drawing`, given by the task's package
+(`trm.tasks.<name>.draw`) and found through the task registry, so this module knows no task by name.
 Needs the `plot` extra (Pillow, and matplotlib for the report's accuracy plot): pip install 'trm[plot]'.
 
 Layout: cell (row, col) covers the pixels `cell_box(row, col, cell)`, inside a margin of MARGIN pixels,
@@ -32,15 +34,10 @@ import numpy as np
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-TASKS = ("sudoku", "maze", "arc")
 MARGIN = 2
 """Pixels around the grid; room for the outer (thick) border line."""
 GAP = 12
 """Pixels between frames of a trace strip."""
-ARC_CANVAS = (30, 30)
-SUDOKU_BOXES = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
-"""Box shape (rows, cols) per Sudoku size."""
-DEFAULT_CELL = {"sudoku": 36, "maze": 12, "arc": 20}
 
 Color = tuple[int, int, int]
 WHITE: Color = (255, 255, 255)
@@ -50,18 +47,6 @@ FILLED_INK: Color = (25, 90, 215)
 WRONG_INK: Color = (215, 25, 30)
 HIGHLIGHT: Color = (255, 200, 0)
 UNKNOWN: Color = (255, 0, 255)  # a token outside the task's vocabulary, so a bad prediction stands out
-# The standard ARC palette for colours 0-9.
-ARC_PALETTE: tuple[Color, ...] = (
-    (0x00, 0x00, 0x00), (0x00, 0x74, 0xD9), (0xFF, 0x41, 0x36), (0x2E, 0xCC, 0x40), (0xFF, 0xDC, 0x00),
-    (0xAA, 0xAA, 0xAA), (0xF0, 0x12, 0xBE), (0xFF, 0x85, 0x1B), (0x7F, 0xDB, 0xFF), (0x87, 0x0C, 0x25),
-)
-ARC_PAD: Color = (232, 232, 232)
-ARC_MARKER: Color = (150, 150, 150)
-# Maze tokens 0-5: pad, wall '#', open ' ', start 'S', goal 'G', path 'o'.
-MAZE_COLORS: tuple[Color, ...] = (
-    (232, 232, 232), (45, 45, 50), (255, 255, 255), (46, 204, 64), (255, 65, 54), (60, 140, 240),
-)
-
 Tokens = Any
 """A token sequence: list of ints, numpy array or torch tensor, flat (seq_len) or (rows, cols)."""
 
@@ -89,54 +74,28 @@ def _array(tokens: Tokens, what: str) -> np.ndarray:
 
 def _shape(a: np.ndarray, task: str, shape: tuple[int, int] | None) -> tuple[int, int]:
     """(rows, cols) of the token layout, from `shape`, a 2-D array or the sequence length."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    drawing = drawing_for(task)
     if shape is None and a.ndim == 2:
         shape = (int(a.shape[0]), int(a.shape[1]))
     n = a.size
-    if shape is not None:
+    try:
+        if shape is None:
+            return drawing.shape(n)
         rows, cols = shape
         if rows * cols != n:
-            raise ValueError(f"{task}: expected {rows}*{cols} = {rows * cols} tokens for shape {tuple(shape)}, got {n}")
-        if task == "sudoku" and (rows != cols or rows not in SUDOKU_BOXES):
-            raise ValueError(f"sudoku: shape must be 4x4, 6x6 or 9x9, got {rows}x{cols}")
+            raise ValueError(f"expected {rows}*{cols} = {rows * cols} tokens for shape {tuple(shape)}, got {n}")
+        drawing.check_shape(rows, cols)
         return rows, cols
-    if task == "sudoku":
-        side = {k * k: k for k in SUDOKU_BOXES}.get(n)
-        if side is None:
-            raise ValueError(f"sudoku: expected 16, 36 or 81 tokens (4x4, 6x6 or 9x9), got {n}")
-        return side, side
-    if task == "arc":
-        if n != ARC_CANVAS[0] * ARC_CANVAS[1]:
-            raise ValueError(f"arc: expected 900 tokens (a 30x30 canvas), got {n}; pass shape=(rows, cols) otherwise")
-        return ARC_CANVAS
-    side = int(round(n**0.5))
-    if side * side != n:
-        raise ValueError(f"maze: expected rows*cols tokens of a square maze (900 for 30x30), got {n}; "
-                         "pass shape=(rows, cols) for a rectangular one")
-    return side, side
-
-
-def _arc_extent(canvas: np.ndarray) -> tuple[int, int]:
-    """Rows and cols of the largest top-left rectangle of colour tokens (2-11), as ARC scoring crops."""
-    best, best_rc, cols = 0, (0, 0), canvas.shape[1]
-    for r in range(canvas.shape[0]):
-        row = canvas[r, :cols]
-        bad = np.flatnonzero((row < 2) | (row > 11))
-        cols = int(bad[0]) if bad.size else cols
-        if (r + 1) * cols > best:
-            best, best_rc = (r + 1) * cols, (r + 1, cols)
-        if cols == 0:
-            break
-    return best_rc
+    except ValueError as e:
+        raise ValueError(f"{task}: {e}") from None
 
 
 def to_grid(tokens: Tokens, task: str, *, shape: tuple[int, int] | None = None, crop: bool = True) -> np.ndarray:
-    """Tokens as a (rows, cols) array of token ids; an ARC canvas is cropped at its end markers."""
+    """Tokens as a (rows, cols) array of token ids; a task that crops (ARC: at the end markers) is cropped."""
     a = _array(tokens, task)
     grid = a.reshape(_shape(a, task, shape))
-    if task == "arc" and crop:
-        rows, cols = _arc_extent(grid)
+    if crop:
+        rows, cols = drawing_for(task).crop(grid)
         grid = grid[:rows, :cols]
     return grid
 
@@ -165,6 +124,68 @@ def _wrong(grid: np.ndarray, solution: np.ndarray) -> np.ndarray:
 # drawing
 
 
+class Drawing:
+    """How one task's tokens are drawn; a task package subclasses it (see `trm.tasks.<name>.draw`)."""
+
+    cell = 20
+    """Default cell size in pixels."""
+    background: Color = WHITE
+    ring_inset = 1
+    """Pixels between a cell's edge and its highlight ring."""
+    ring_edge = False
+    """Draw a dark inner edge inside the ring (for palettes with yellow in them)."""
+    crosses = True
+    """Cross out wrong cells in red (False: `paint` marks them itself)."""
+    shows_givens = False
+    """Whether `paint` draws the puzzle's givens differently (then reports pass the inputs as givens)."""
+
+    def shape(self, n: int) -> tuple[int, int]:
+        """(rows, cols) of a sequence of `n` tokens; the default is a square."""
+        side = int(round(n**0.5))
+        if side * side != n:
+            raise ValueError(f"expected rows*cols tokens of a square grid, got {n}; pass shape=(rows, cols) "
+                             "for a rectangular one")
+        return side, side
+
+    def check_shape(self, rows: int, cols: int) -> None:
+        """Raise ValueError when a grid of rows x cols is not one of this task's."""
+
+    def crop(self, grid: np.ndarray) -> tuple[int, int]:
+        """(rows, cols) of the top-left part of `grid` that holds the puzzle; the default keeps it all."""
+        return grid.shape[0], grid.shape[1]
+
+    def paint(self, img: PILImage.Image, draw: Any, grid: np.ndarray, cell: int, givens: np.ndarray | None,
+              wrong: np.ndarray | None) -> None:
+        """Draw the cells of `grid` (token ids) and the grid lines."""
+        raise NotImplementedError
+
+
+class PaletteDrawing(Drawing):
+    """Each token a colour (`palette[token]`); tokens outside it in a signal colour."""
+
+    palette: tuple[Color, ...] = ()
+    lines = True
+    """Lines between cells (False: only the border, so that walls read as solid blocks)."""
+
+    def paint(self, img: PILImage.Image, draw: Any, grid: np.ndarray, cell: int, givens: np.ndarray | None,
+              wrong: np.ndarray | None) -> None:
+        rows, cols = grid.shape
+        for (r, c), t in np.ndenumerate(grid):
+            x0, y0, x1, y1 = cell_box(r, c, cell)
+            draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=self.palette[t] if 0 <= t < len(self.palette) else UNKNOWN)
+        if self.lines and cell >= 6:
+            grid_lines(draw, rows, cols, cell, (85, 85, 85))
+        else:
+            grid_lines(draw, rows, cols, cell, (85, 85, 85), every=(max(rows, 1), max(cols, 1)))
+
+
+def drawing_for(task: str) -> Drawing:
+    """The drawing of a registered task (ValueError naming the known tasks otherwise)."""
+    from trm.tasks import task_class
+
+    return task_class(task).drawing
+
+
 def cell_box(row: int, col: int, cell: int) -> tuple[int, int, int, int]:
     """Pixel box (x0, y0, x1, y1) of a cell, x1 and y1 exclusive; its left and top pixels carry the grid line."""
     x0, y0 = MARGIN + col * cell, MARGIN + row * cell
@@ -180,7 +201,7 @@ def _font(size: int) -> Any:
         return ImageFont.load_default()
 
 
-def _text(img: PILImage.Image, xy: tuple[float, float], text: str, size: int, fill: Color,
+def draw_text(img: PILImage.Image, xy: tuple[float, float], text: str, size: int, fill: Color,
           center: bool = True) -> None:
     """Draw `text` about `size` pixels tall, centred on `xy` (or with its top-left at `xy`)."""
     Image, ImageDraw, ImageFont = _pil()
@@ -201,7 +222,7 @@ def _text(img: PILImage.Image, xy: tuple[float, float], text: str, size: int, fi
     img.paste(Image.new("RGB", mask.size, fill), (round(x), round(y)), mask)
 
 
-def _grid_lines(draw: Any, rows: int, cols: int, cell: int, color: Color, every: tuple[int, int] = (1, 1),
+def grid_lines(draw: Any, rows: int, cols: int, cell: int, color: Color, every: tuple[int, int] = (1, 1),
                 width: int = 1) -> None:
     """Lines on cell boundaries (every `every` rows/cols, the outer border always), `width` centred on them."""
     h, w = rows * cell, cols * cell
@@ -216,12 +237,12 @@ def _grid_lines(draw: Any, rows: int, cols: int, cell: int, color: Color, every:
             draw.rectangle((x - lo, MARGIN - lo, x + width - 1 - lo, MARGIN + h + width - 1 - lo), fill=color)
 
 
-def _outline(draw: Any, row: int, col: int, cell: int, task: str) -> None:
+def _outline(draw: Any, row: int, col: int, cell: int, drawing: Drawing) -> None:
     """Highlight ring inside a cell, clear of the grid lines (Sudoku box lines reach 1 px into a cell)."""
     x0, y0, x1, y1 = cell_box(row, col, cell)
-    w, inset = max(2, cell // 10), 2 if task == "sudoku" else 1
+    w, inset = max(2, cell // 10), drawing.ring_inset
     draw.rectangle((x0 + inset, y0 + inset, x1 - 1 - inset, y1 - 1 - inset), outline=HIGHLIGHT, width=w)
-    if task == "arc" and cell >= 12:  # a dark inner edge, so the ring reads on ARC's yellow too
+    if drawing.ring_edge and cell >= 12:  # a dark inner edge, so the ring reads on a yellow cell too
         i = inset + w
         draw.rectangle((x0 + i, y0 + i, x1 - 1 - i, y1 - 1 - i), outline=BLACK, width=1)
 
@@ -237,40 +258,17 @@ def _cross(draw: Any, row: int, col: int, cell: int) -> None:
 def _draw(grid: np.ndarray, task: str, cell: int, *, givens: np.ndarray | None, wrong: np.ndarray | None,
           highlight: np.ndarray | None) -> PILImage.Image:
     Image, ImageDraw, _ = _pil()
+    drawing = drawing_for(task)
     rows, cols = grid.shape
-    # An empty ARC crop (a prediction with no grid at the top left) still gets a one-cell picture.
+    # An empty crop (an ARC prediction with no grid at the top left) still gets a one-cell picture.
     size = (max(cols, 1) * cell + 2 * MARGIN, max(rows, 1) * cell + 2 * MARGIN)
-    img = Image.new("RGB", size, WHITE if task == "sudoku" else ARC_PAD)
+    img = Image.new("RGB", size, drawing.background)
     draw = ImageDraw.Draw(img)
-    if task == "sudoku":
-        given = givens >= 2 if givens is not None else np.zeros(grid.shape, dtype=bool)
-        for r, c in np.argwhere(given):
-            x0, y0, x1, y1 = cell_box(int(r), int(c), cell)
-            draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=(238, 238, 238))
-        _grid_lines(draw, rows, cols, cell, (185, 185, 185))
-        _grid_lines(draw, rows, cols, cell, BLACK, every=SUDOKU_BOXES[rows], width=3)
-        for (r, c), t in np.ndenumerate(grid):
-            if 0 <= t < 2:
-                continue  # pad or blank
-            ink = GIVEN_INK if given[r, c] else FILLED_INK
-            if not given[r, c] and wrong is not None and wrong[r, c]:
-                ink = WRONG_INK
-            x0, y0, x1, y1 = cell_box(r, c, cell)
-            label = str(t - 1) if 2 <= t <= rows + 1 else "?"
-            _text(img, ((x0 + x1) / 2, (y0 + y1) / 2), label, int(cell * 0.62), ink if label != "?" else UNKNOWN)
-    else:
-        palette = MAZE_COLORS if task == "maze" else (ARC_PAD, ARC_MARKER, *ARC_PALETTE)
-        for (r, c), t in np.ndenumerate(grid):
-            x0, y0, x1, y1 = cell_box(r, c, cell)
-            draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=palette[t] if 0 <= t < len(palette) else UNKNOWN)
-        if task == "arc" and cell >= 6:
-            _grid_lines(draw, rows, cols, cell, (85, 85, 85))
-        else:  # maze walls read better as solid blocks; only the border
-            _grid_lines(draw, rows, cols, cell, (85, 85, 85), every=(max(rows, 1), max(cols, 1)))
+    drawing.paint(img, draw, grid, cell, givens, wrong)
     if highlight is not None:
         for r, c in zip(*np.nonzero(highlight), strict=True):
-            _outline(draw, int(r), int(c), cell, task)
-    if wrong is not None and task != "sudoku":  # on top of the ring: being wrong matters more than having changed
+            _outline(draw, int(r), int(c), cell, drawing)
+    if wrong is not None and drawing.crosses:  # on top of the ring: being wrong matters more than having changed
         for r, c in zip(*np.nonzero(wrong), strict=True):
             _cross(draw, int(r), int(c), cell)
     return img
@@ -288,7 +286,7 @@ def render(tokens: Tokens, task: str, *, givens: Tokens | None = None, solution:
     """
     a = _array(tokens, task)
     grid = to_grid(a, task, shape=shape, crop=crop)
-    cell = cell or DEFAULT_CELL[task]
+    cell = cell or drawing_for(task).cell
     given = _mask_like(givens, a, task, shape, grid.shape, "givens")
     mark = _mask_like(highlight, a, task, shape, grid.shape, "highlight")
     wrong = None if solution is None else _wrong(grid, to_grid(solution, task, shape=shape, crop=crop))
@@ -312,9 +310,9 @@ def _frame(grid_img: PILImage.Image, label: str, caption: str | None, cell: int,
     w = max(grid_img.width, min_width)
     frame = Image.new("RGB", (w, band + grid_img.height + (band if caption else 0)), WHITE)
     frame.paste(grid_img, (0, band))
-    _text(frame, (w / 2, band / 2), label, size, BLACK)
+    draw_text(frame, (w / 2, band / 2), label, size, BLACK)
     if caption:
-        _text(frame, (w / 2, band + grid_img.height + band / 2), caption, size, (60, 60, 60))
+        draw_text(frame, (w / 2, band + grid_img.height + band / 2), caption, size, (60, 60, 60))
     return frame
 
 
@@ -332,7 +330,7 @@ def trace_frames(steps: Sequence[Tokens], task: str, *, givens: Tokens | None = 
         raise ValueError(f"captions: expected one per step ({len(steps)}), got {len(captions)}")
     if show_solution and solution is None:
         raise ValueError("show_solution=True needs a solution")
-    cell = cell or DEFAULT_CELL[task]
+    cell = cell or drawing_for(task).cell
     frames = []
     if inputs is not None:
         frames.append(_frame(render(inputs, task, givens=givens, cell=cell, shape=shape), "input", None, cell))
@@ -482,7 +480,8 @@ def html_report(path: str | Path, title: str, per_step_accuracy: Mapping[str, Se
             ex_task = ex.get("task", task)
             if ex_task is None:
                 raise ValueError(f"examples[{i}]: no task; give the example a 'task' or pass task=")
-            img = render_trace(ex["steps"], ex_task, givens=ex["inputs"] if ex_task == "sudoku" else None,
+            givens = ex["inputs"] if drawing_for(ex_task).shows_givens else None
+            img = render_trace(ex["steps"], ex_task, givens=givens,
                                inputs=ex["inputs"], solution=ex["label"], show_solution=True,
                                captions=ex.get("captions"), cell=cell)
             name = str(ex.get("name", f"example {i + 1}"))

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def ensure_demo_data(data_dir: Path) -> dict[str, int] | None:
     """Build the demo's dataset (3000 generated 6x6 puzzles, 500 held out) unless it exists; returns
     the counts when it was built."""
-    from trm.data import sudoku
+    from trm.tasks.sudoku import puzzles as sudoku
 
     if (data_dir / "test" / "dataset.json").is_file():
         return None
@@ -41,11 +41,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from trm.checkpoint import latest_checkpoint, load_checkpoint, read_meta
-    from trm.data import sudoku
     from trm.data.sampler import open_dataset
-    from trm.evaluate import evaluate
+    from trm.evaluate import EvalOptions, evaluate
     from trm.solve import Solver
-    from trm.tasks import SudokuTask
+    from trm.tasks.sudoku import SudokuTask
+    from trm.tasks.sudoku import puzzles as sudoku
     from trm.train import load_recipe, train
 
     out = Path(args.out)
@@ -78,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
 
     print("== 3. held-out accuracy after each supervision step")
     data = open_dataset(data_dir)
-    result = evaluate(model, data.test_batches(250), steps=model.halt_max_steps, task=SudokuTask(6), keep_examples=3)
+    result = evaluate(model, data.test_batches(250), EvalOptions(steps=model.halt_max_steps, keep_examples=3),
+                      task=SudokuTask(6))
     summary = result.sets["all"].summary()
     per_step = summary["exact_accuracy_per_step"]
     for i, acc in enumerate(per_step):

@@ -13,29 +13,30 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trm.tasks import TASKS
+from trm.cli import UsageError
+from trm.tasks import TASKS, task_class
 
 if TYPE_CHECKING:
     from trm.evaluate import Scaling
+    from trm.tasks.base import Scorer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint: per-set accuracy and accuracy after each step")
     p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its latest checkpoint)")
     p.add_argument("--data", help="dataset folder (default: the one the run trained on)")
-    p.add_argument("--task", choices=TASKS, help="what the tokens encode (default: from the dataset)")
+    p.add_argument("--task", choices=list(TASKS), help="what the tokens encode (default: from the dataset)")
     p.add_argument("--steps", type=int, help="supervision-step budget (default: N_sup of training)")
     p.add_argument("--policy", choices=["fixed", "early"], default="fixed",
                    help="fixed: run every step (the reference); early: stop when the halting head fires")
     p.add_argument("--blank-ids", action="store_true", help="ablation: blank puzzle identifiers at test time")
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--dtype", choices=["train", "auto", "float32", "bfloat16"], default="train",
-                   help="activation dtype: train (default: the one the run trained with, unless bfloat16 is measured slower on this CPU), auto (measured), float32 or bfloat16")
+                   help="activation dtype: train (default: the one the run trained with, unless bfloat16 is "
+                   "measured slower on this CPU), auto (measured), float32 or bfloat16")
     add_scaling_arguments(p)
-    a = p.add_argument_group("ARC")
-    a.add_argument("--challenges", help="Kaggle challenges file to answer (default: the dataset's test tasks)")
-    a.add_argument("--solutions", help="its solutions file, for pass@k (optional)")
-    a.add_argument("--submission", help="where to write the Kaggle submission (default: next to the checkpoint)")
+    for name in TASKS:
+        task_class(name).add_eval_arguments(p)
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--max-batches", type=int)
@@ -58,52 +59,42 @@ def add_scaling_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def scaling_from_args(args: argparse.Namespace) -> Scaling | None:
-    """The `Scaling` the options ask for; None for one plain answer. ValueError on impossible settings."""
+    """The `Scaling` the options ask for; None for one plain answer. UsageError on impossible settings."""
     from trm.evaluate import Scaling
 
-    scaling = Scaling(augment=args.augment, noise=args.noise, noise_scale=args.noise_scale, select=args.select,
-                      seed=args.seed)
+    try:
+        scaling = Scaling(augment=args.augment, noise=args.noise, noise_scale=args.noise_scale, select=args.select,
+                          seed=args.seed)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     return scaling if scaling.runs > 1 else None
 
 
 def run(args: argparse.Namespace) -> int:
     from trm.checkpoint import load_checkpoint
     from trm.data.sampler import open_dataset
-    from trm.evaluate import evaluate
+    from trm.evaluate import EvalOptions, evaluate
     from trm.runtime import pick_device
     from trm.tasks import dataset_task, task_for
 
-    try:
-        scaling = scaling_from_args(args)
-    except ValueError as e:
-        raise SystemExit(f"trm eval: {e}") from None
+    scaling = scaling_from_args(args)
     device = pick_device(args.device)
     loaded = load_checkpoint(args.checkpoint, use_ema=not args.raw, device=device, dtype=args.dtype)
     print(f"numeric mode: {loaded.numeric}", file=sys.stderr)
     data_dir = args.data or loaded.meta.get("train", {}).get("data")
     if not data_dir:
-        raise SystemExit(f"{loaded.path}: no dataset recorded; pass --data DIR")
+        raise UsageError(f"{loaded.path}: no dataset recorded; pass --data DIR")
     data = open_dataset(data_dir)
     meta = data.dataset.train.meta
     task = task_for(meta.vocab_size, meta.seq_len, args.task) if args.task else dataset_task(data.dataset)
-    if task is not None and task.name == "arc" and args.augment > 1:
-        raise SystemExit("trm eval: ARC answers are already voted over the dataset's variants of every task "
-                         "(augmentation by construction); --augment applies to Sudoku and Maze")
+    if task is not None and args.augment > 1 and task.no_augmentation:
+        raise UsageError(task.no_augmentation)
+    scorer: Scorer | None = task.scorer(data.dataset, args) if task is not None else None
 
-    voter = None
-    collect = None
-    if task is not None and task.name == "arc":
-        from trm.scoring.arc import ArcVoter
-
-        voter = ArcVoter(data.dataset.identifiers)
-
-        def collect(batch: dict, final: Any, q_halt: Any) -> None:
-            voter.add(batch["puzzle_identifiers"], batch["inputs"], final, q_halt)
-
-    result = evaluate(loaded.model, data.test_batches(args.batch_size), device=device, steps=args.steps,
-                      policy=args.policy, task=task, scaling=scaling,
-                      blank_ids=args.blank_ids, collect=collect, keep_examples=0 if args.no_report else 4,
-                      max_batches=args.max_batches)
+    options = EvalOptions(steps=args.steps, policy=args.policy, scaling=scaling, blank_ids=args.blank_ids,
+                          keep_examples=0 if args.no_report else 4, max_batches=args.max_batches)
+    result = evaluate(loaded.model, data.test_batches(args.batch_size), options, device=device, task=task,
+                      collect=scorer.collect if scorer is not None else None)
     report: dict[str, Any] = {"checkpoint": str(loaded.path), "data": str(data_dir),
                               "task": task.name if task else None, "blank_ids": args.blank_ids,
                               "dtype": str(loaded.model.dtype).removeprefix("torch."),
@@ -112,35 +103,19 @@ def run(args: argparse.Namespace) -> int:
     tag += f"-aug{args.augment}" if args.augment > 1 else ""
     tag += f"-noise{args.noise}" if args.noise > 1 else ""
     folder = Path(loaded.path)
-    if voter is not None:
-        report["arc"] = _score_arc(args, voter, data_dir, folder / f"submission-{tag}.json")
+    if scorer is not None and task is not None:
+        report[task.name] = scorer.report(folder, tag)
     out = folder / f"eval-{tag}.json"
     out.write_text(json.dumps(report, indent=1))
-    print(format_table(report))
+    print(format_table(report, scorer))
     print(f"wrote {out}")
     if not args.no_report:
-        print(f"wrote {_write_report(folder / f'eval-{tag}.html', report, result.examples)}")
+        print(f"wrote {_write_report(folder / f'eval-{tag}.html', report, result.examples, scorer)}")
     return 0
 
 
-def _score_arc(args: argparse.Namespace, voter: Any, data_dir: str, default_path: Path) -> dict[str, Any]:
-    from trm.data.arc import load_kaggle_file
-    from trm.scoring.arc import load_test_tasks, make_submission, pass_at_k, write_submission
-
-    tasks = load_kaggle_file(args.challenges, args.solutions) if args.challenges else load_test_tasks(data_dir)
-    path = Path(args.submission) if args.submission else default_path
-    write_submission(path, make_submission(voter, tasks))
-    answered = sum(1 for t in tasks if t in voter.votes)
-    out: dict[str, Any] = {"tasks": len(tasks), "tasks_with_predictions": answered, "submission": str(path),
-                           "skipped_predictions": voter.skipped}
-    if all(t.has_solutions for t in tasks.values()):
-        out.update(pass_at_k(voter, tasks))
-    else:
-        out["note"] = "answers unknown for some tasks: submission written, pass@k not computed"
-    return out
-
-
-def _write_report(path: Path, report: dict[str, Any], examples: list[dict[str, Any]]) -> Path:
+def _write_report(path: Path, report: dict[str, Any], examples: list[dict[str, Any]],
+                  scorer: Scorer | None = None) -> Path:
     from trm import viz
 
     per_step = {}
@@ -158,14 +133,13 @@ def _write_report(path: Path, report: dict[str, Any], examples: list[dict[str, A
     if report.get("scaling"):
         summary["test-time scaling"] = json.dumps(report["scaling"])
     summary["cost: supervision steps per example"] = f"{report['cost']['supervision_steps_per_example']:.2f}"
-    for k, v in report.get("arc", {}).items():
-        if k.startswith("pass@"):
-            summary[f"ARC {k}"] = f"{v:.2%}"
+    if scorer is not None:
+        summary.update(scorer.summary(report[report["task"]]))
     drawable = [ex for ex in examples if ex.get("task")]
     return viz.html_report(path, f"trm eval: {Path(report['checkpoint']).name}", per_step, drawable, summary)
 
 
-def format_table(report: dict) -> str:
+def format_table(report: dict, scorer: Scorer | None = None) -> str:
     has_valid = any("valid_accuracy" in r for r in report["sets"].values())
     header = f"{'set':<16}{'count':>8}{'token acc':>11}{'exact acc':>11}" + (f"{'valid acc':>11}" if has_valid else "")
     lines = [header + f"{'mean steps':>12}"]
@@ -179,9 +153,6 @@ def format_table(report: dict) -> str:
     cost = report["cost"]
     lines.append(f"cost: {cost['supervision_steps_per_example']:.2f} supervision steps per example "
                  f"({cost['relative_to_one_answer']}x one answer), {cost['seconds']:.1f} s")
-    arc = report.get("arc")
-    if arc:
-        scores = "  ".join(f"{k}={v:.2%}" for k, v in arc.items() if k.startswith("pass@"))
-        lines.append(f"ARC: {arc['tasks_with_predictions']}/{arc['tasks']} tasks answered; {scores or arc.get('note')}")
-        lines.append(f"ARC submission: {arc['submission']}")
+    if scorer is not None:
+        lines += scorer.lines(report[report["task"]])
     return "\n".join(lines)

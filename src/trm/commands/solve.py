@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from trm.cli import UsageError, input_errors
 from trm.commands.eval import add_scaling_arguments, scaling_from_args
 from trm.tasks import TASKS
 
 if TYPE_CHECKING:
-    from trm.solve import Solution, Solver
+    from trm.solve import Solution
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("puzzle", help="the puzzle as text, a file holding it, or '-' for standard input")
     p.add_argument("--trace", action="store_true", help="show the answer after every supervision step")
     p.add_argument("--data", help="dataset the model trained on (default: the run's; ARC needs its identifiers)")
-    p.add_argument("--task", choices=TASKS, help="what the puzzle is (default: from the model's dataset)")
+    p.add_argument("--task", choices=list(TASKS), help="what the puzzle is (default: from the model's dataset)")
     p.add_argument("--steps", type=int, help="supervision-step budget (default: N_sup of training)")
     p.add_argument("--policy", choices=["fixed", "early"], default="fixed",
                    help="fixed: all steps; early: stop when the halting head fires")
@@ -35,7 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--png", help="write the answer after each step as a strip (PNG)")
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
     p.add_argument("--dtype", choices=["train", "auto", "float32", "bfloat16"], default="train",
-                   help="activation dtype: train (default: the one the run trained with, unless bfloat16 is measured slower on this CPU), auto (measured), float32 or bfloat16")
+                   help="activation dtype: train (default: the one the run trained with, unless bfloat16 is "
+                   "measured slower on this CPU), auto (measured), float32 or bfloat16")
     p.add_argument("--device", default="auto")
     add_scaling_arguments(p)
     p.set_defaults(func=run)
@@ -58,27 +60,26 @@ def run(args: argparse.Namespace) -> int:
     from trm.data.format import DataError
     from trm.solve import Solver
 
+    scaling = scaling_from_args(args)
     try:
         solver = Solver.from_checkpoint(args.checkpoint, data=args.data, task=args.task, use_ema=not args.raw,
                                         device=args.device, dtype=args.dtype, steps=args.steps, policy=args.policy,
-                                        scaling=scaling_from_args(args))
-        text, where = read_puzzle(args.puzzle)
-        if solver.task.name == "arc":
-            return _solve_arc(solver, text, where, args)
-        puzzles = [text]
-        if solver.task.name == "sudoku":
-            lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-            if len(lines) > 1 and all(len(ln) == solver.task.seq_len for ln in lines):
-                puzzles = lines  # a file of one-line puzzles
-        parsed = [solver.task.parse(p, where if len(puzzles) == 1 else f"{where}: line {i + 1}")
-                  for i, p in enumerate(puzzles)]
-    except DataError as e:
-        print(f"trm solve: malformed puzzle: {e}", file=sys.stderr)
-        return 2
+                                        scaling=scaling)
     except ValueError as e:
-        print(f"trm solve: {e}", file=sys.stderr)
-        return 2
-    solutions = solver.solve(parsed)
+        if isinstance(e, input_errors()):
+            raise
+        raise UsageError(str(e)) from None  # the model and the task do not fit together
+    text, where = read_puzzle(args.puzzle)
+    task = solver.task
+    drawn = task.solve_command(solver, text, where, args)  # a task whose puzzles are files of their own (ARC)
+    if drawn is not None:
+        _pictures(args, task.name, drawn)
+        return 0
+    try:
+        puzzles = task.parse_many(text, where)
+    except DataError as e:
+        raise DataError(f"malformed puzzle: {e}") from None
+    solutions = solver.solve(puzzles)
     for i, s in enumerate(solutions):
         if len(solutions) > 1:
             print(f"== puzzle {i + 1}")
@@ -92,45 +93,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"valid: {verdict}")
         halted = f"halting head fired at step {s.halted_at}" if s.halted_at else "halting head never fired"
         print(f"stopped changing after step {s.settled} of {s.stopped}; {halted}")
-    if solutions:
-        _pictures(args, solutions[0].task.name, solutions[0])
+    _pictures(args, task.name, solutions[:1])
     return 0
 
 
-def _solve_arc(solver: Solver, text: str, where: str, args: argparse.Namespace) -> int:
-    from trm.tasks import ArcGridTask
-
-    task = ArcGridTask().parse_task(text, where)
-    answers = solver.solve_arc(task, variants=args.variants)
-    for a in answers:
-        print(f"== task {a.task_id}, test input {a.test_index + 1}")
-        s = a.trace
-        if args.trace:
-            for k in range(1, s.stopped + 1):
-                print(f"after step {k} (q_halt {s.q_halt[k - 1]:+.2f}):")
-                print(s.task.format(s.steps[k - 1]))
-        print(f"answer ({len(a.candidates)} distinct candidates from {args.variants} variant(s)):")
-        print("\n".join("".join(str(int(v)) for v in row) for row in a.grid) if a.grid is not None else "(none)")
-        if a.correct is not None:
-            print(f"correct: {'yes' if a.correct else 'no'} (pass@2: {'yes' if a.pass_at_2 else 'no'})")
-        else:
-            print("correct: unknown (the task file has no test output)")
-        print(f"stopped changing after step {s.settled} of {s.stopped} (original variant)")
-    if answers:
-        _pictures(args, "arc", answers[0].trace)
-    return 0
-
-
-def _pictures(args: argparse.Namespace, task: str, s: Solution) -> None:
-    if not (args.gif or args.png):
+def _pictures(args: argparse.Namespace, task: str, solutions: list[Solution]) -> None:
+    """The first solution's steps as a GIF and / or a PNG strip, where asked for."""
+    if not (args.gif or args.png) or not solutions:
         return
     from trm import viz
 
+    s = solutions[0]
     steps = s.steps[:s.stopped]
-    givens = s.puzzle if task == "sudoku" else None
     if args.gif:
-        print(f"wrote {viz.save_gif(steps, task, args.gif, givens=givens)}")
+        print(f"wrote {viz.save_gif(steps, task, args.gif, givens=s.puzzle)}")
     if args.png:
-        img = viz.render_trace(steps, task, givens=givens, inputs=s.puzzle)
+        img = viz.render_trace(steps, task, givens=s.puzzle, inputs=s.puzzle)
         img.save(args.png)
         print(f"wrote {args.png}")

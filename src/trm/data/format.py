@@ -23,9 +23,10 @@ arrays, so the reader and validator accept any integer dtype. Extra files (the r
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -435,3 +436,39 @@ def iter_puzzle_csv(path: str | Path) -> Iterator[tuple[str, str, str, str, str]
                 raise DataError(f"{where}: expected 4 fields (source,question,answer,rating), got {len(row)}")
             source, question, answer, rating = row
             yield where, source, question, answer, rating
+
+
+ParseRow = Callable[[str, str, str, str], tuple[np.ndarray, np.ndarray, int]]
+"""(where, question, answer, rating) -> (question grid, answer grid, rating); raises DataError on a bad row."""
+
+
+def read_puzzle_csv(path: str | Path, parse_row: ParseRow,
+                    limit: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray], list[str], np.ndarray]:
+    """(questions, answers, sources, ratings) of the rows of a `source,question,answer,rating` CSV, each row
+    read (and checked) by the task's `parse_row`; at most `limit` rows."""
+    questions, answers, sources, ratings = [], [], [], []
+    for where, source, q, a, rating in iter_puzzle_csv(path):
+        question, answer, value = parse_row(where, q, a, rating)
+        questions.append(question)
+        answers.append(answer)
+        sources.append(source)
+        ratings.append(value)
+        if limit is not None and len(questions) >= limit:
+            break
+    return questions, answers, sources, np.asarray(ratings, np.int32)
+
+
+def csv_splits(path: str | Path, read: Callable[[Path], Any],
+               split: Callable[[Any], tuple[Any, Any]]) -> tuple[Any, Any]:
+    """(train, test) records: `read` of train.csv and test.csv when `path` is a folder, else `split` of the
+    one file `read` gives."""
+    path = Path(path)
+    if path.is_dir():
+        train, test = path / "train.csv", path / "test.csv"
+        for p in (train, test):
+            if not p.is_file():
+                raise DataError(f"{p}: missing (a CSV folder holds train.csv and test.csv)")
+        return read(train), read(test)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    return split(read(path))

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trm.data.arc import ArcPair, ArcTask, load_kaggle_file
-from trm.data.arc_augment import Variant, encode_grid, variant_name
-from trm.data.arc_build import ArcBuildConfig, build_arc
 from trm.data.format import load_dataset
-from trm.scoring.arc import (
+from trm.tasks.arc.augment import Variant, encode_grid, variant_name
+from trm.tasks.arc.build import ArcBuildConfig, build_arc
+from trm.tasks.arc.puzzles import ArcPair, ArcTask, load_kaggle_file
+from trm.tasks.arc.scoring import (
     ArcVoter,
     load_test_tasks,
     make_submission,

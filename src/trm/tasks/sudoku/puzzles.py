@@ -20,7 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from trm.data.format import BLANK_IDENTIFIER, DataError, SetArrays, iter_puzzle_csv, make_split, write_dataset
+from trm.data.format import (
+    BLANK_IDENTIFIER,
+    DataError,
+    SetArrays,
+    csv_splits,
+    make_split,
+    read_puzzle_csv,
+    write_dataset,
+)
 
 BOX_SHAPES: dict[int, tuple[int, int]] = {4: (2, 2), 6: (2, 3), 9: (3, 3)}
 """Grid size -> (box rows, box columns)."""
@@ -111,25 +119,20 @@ def parse_text(path: str | Path, n: int = 9, limit: int | None = None) -> Sudoku
 
 def parse_csv(path: str | Path, n: int = 9, limit: int | None = None) -> SudokuRecords:
     """The Sudoku-Extreme CSV: header `source,question,answer,rating`, '.' blank."""
-    path = Path(path)
-    questions, answers, sources, ratings = [], [], [], []
-    for where, source, q, a, rating in iter_puzzle_csv(path):
+
+    def row(where: str, q: str, a: str, rating: str) -> tuple[np.ndarray, np.ndarray, int]:
         question = parse_line(q, n, where=f"{where} (question)")
         answer = parse_line(a, n, where=f"{where} (answer)", allow_blank=False)
         given = question != 0
         if (question[given] != answer[given]).any():
             raise DataError(f"{where}: the answer disagrees with the question's givens")
         try:
-            ratings.append(int(rating))
+            return question, answer, int(rating)
         except ValueError:
             raise DataError(f"{where}: rating {rating!r} is not an integer") from None
-        questions.append(question)
-        answers.append(answer)
-        sources.append(source)
-        if limit is not None and len(questions) >= limit:
-            break
-    return SudokuRecords(questions=_stack(questions, n), answers=_stack(answers, n), sources=sources,
-                         ratings=np.asarray(ratings, np.int32))
+
+    questions, answers, sources, ratings = read_puzzle_csv(path, row, limit)
+    return SudokuRecords(questions=_stack(questions, n), answers=_stack(answers, n), sources=sources, ratings=ratings)
 
 
 def _stack(grids: list[np.ndarray], n: int) -> np.ndarray:
@@ -573,15 +576,8 @@ def load_source(config: SudokuBuildConfig, rng: np.random.Generator) -> tuple[Su
     path = download_sudoku_extreme(config.path) if config.source == "hub" else Path(str(config.path))
     if config.source == "text":
         return split_records(_with_answers(parse_text(path, n, config.limit), str(path)), config.test_fraction, rng)
-    if path.is_dir():
-        train, test = path / "train.csv", path / "test.csv"
-        for p in (train, test):
-            if not p.is_file():
-                raise DataError(f"{p}: missing (a CSV folder holds train.csv and test.csv)")
-        return parse_csv(train, n, config.limit), parse_csv(test, n, config.limit)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    return split_records(parse_csv(path, n, config.limit), config.test_fraction, rng)
+    return csv_splits(path, lambda p: parse_csv(p, n, config.limit),
+                      lambda records: split_records(records, config.test_fraction, rng))
 
 
 def split_records(records: SudokuRecords, test_fraction: float,

@@ -1,8 +1,9 @@
-"""ARC scoring (SPEC 9): undo each variant, vote across variants, pass@k and a Kaggle submission.
+"""ARC scoring as the reference evaluator does it: undo each variant, vote across variants, pass@k and a
+Kaggle submission.
 
     voter = ArcVoter.from_dataset("data/arc-agi-1")            # reads identifiers.json
     voter.add(puzzle_identifiers, inputs, predictions, q_halt_logits)   # per test batch
-    tasks = load_test_tasks("data/arc-agi-1")                   # or trm.data.arc.load_kaggle_file(...)
+    tasks = load_test_tasks("data/arc-agi-1")                   # or trm.tasks.arc.puzzles.load_kaggle_file(...)
     scores = pass_at_k(voter, tasks)                            # {"pass@1": ..., "pass@2": ..., ...}
     write_submission("submission.json", make_submission(voter, tasks))
 
@@ -24,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from trm.data.arc import ArcTask, parse_task
-from trm.data.arc_augment import COLOUR_OFFSET, Variant, crop_sizes, parse_variant_name
+from trm.tasks.arc.augment import COLOUR_OFFSET, Variant, crop_sizes, parse_variant_name
+from trm.tasks.arc.puzzles import ArcTask, parse_task
 
 PASS_KS: tuple[int, ...] = (1, 2, 5, 10, 100, 1000)
 FALLBACK_GRID: list[list[int]] = [[0]]

@@ -8,7 +8,7 @@ Three sources give the same `ArcTask` objects:
 
 Grids are validated on load (at most 30x30, rectangular, non-empty, colours 0-9); a bad grid raises
 `ArcDataError` naming the file, the task, the pair and the problem. Augmentation, the canvas
-encoding and the dataset builder live in `trm.data.arc_augment` and `trm.data.arc_build`.
+encoding and the dataset builder live in `trm.tasks.arc.augment` and `trm.tasks.arc.build`.
 """
 
 from __future__ import annotations

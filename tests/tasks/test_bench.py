@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trm.data import bench
+from trm.tasks import bench
 
 
 @pytest.mark.slow

@@ -1,11 +1,11 @@
-"""Build an ARC dataset in the on-disk puzzle format (SPEC 8) from ARC tasks.
+"""Build an ARC dataset in the on-disk puzzle format (`trm.data.format`) from ARC tasks.
 
-    trm build arc --source /path/to/kaggle/arc --output data/arc-agi-1
-    python -c "from trm.data.arc_build import *; build_arc(ArcBuildConfig(source=..., output=...))"
+    trm build arc data/arc-agi-1 --source /path/to/kaggle/arc
+    python -c "from trm.tasks.arc.build import *; build_arc(ArcBuildConfig(source=..., output=...))"
 
 Every demonstration pair goes to the train split; test pairs of the test subsets (evaluation and
 evaluation2 by default) go to the test split, those of other subsets to train. Each task is a group;
-its puzzles are the original plus up to `num_variants` distinct variants (`arc_augment.sample_variants`),
+its puzzles are the original plus up to `num_variants` distinct variants (`augment.sample_variants`),
 each with its own puzzle id shared by both splits. Train examples are translated at random on the
 canvas, except one random example per puzzle; test examples sit at the top-left.
 
@@ -13,7 +13,7 @@ Speed: variants are chosen first (a small table per task), which fixes every arr
 task's examples are produced for all its variants at once with numpy (colour lookup on the small grid,
 scatter onto the canvas) and streamed to `.npy` files whose headers were written up front, so memory
 holds one task at a time. `identifiers.json` names every puzzle id `<task>|||t<k>|||<mapping>`
-(`arc_augment.parse_variant_name` recovers the variant, so scoring can undo it); `test_puzzles.json`
+(`augment.parse_variant_name` recovers the variant, so scoring can undo it); `test_puzzles.json`
 holds the original test tasks, for scoring.
 """
 
@@ -29,19 +29,18 @@ from typing import IO
 import numpy as np
 
 from trm.atomic import atomic_folder
-from trm.data.arc import ArcTask, load_subset, merge_subsets
-from trm.data.arc_augment import (
+from trm.data.dihedral import DIHEDRAL_TRANSPOSES, dihedral
+from trm.data.format import DatasetMetadata
+from trm.tasks.arc.augment import (
     CANVAS,
     COLOUR_OFFSET,
-    DIHEDRAL_TRANSPOSES,
     EOS_TOKEN,
     VOCAB_SIZE,
     VariantTable,
-    dihedral,
     sample_variants,
     variant_name,
 )
-from trm.data.format import DatasetMetadata
+from trm.tasks.arc.puzzles import ArcTask, load_subset, merge_subsets
 
 SEQ_LEN = CANVAS * CANVAS
 SET_NAME = "all"

@@ -19,6 +19,8 @@ from itertools import permutations
 
 import numpy as np
 
+from trm.data.dihedral import dihedral, inverse_dihedral
+
 CANVAS = 30
 PAD_TOKEN = 0
 EOS_TOKEN = 1
@@ -27,40 +29,6 @@ VOCAB_SIZE = 12
 """pad, end marker, colours 0-9."""
 
 SEPARATOR = "|||"
-
-DIHEDRAL_INVERSE: tuple[int, ...] = (0, 3, 2, 1, 4, 5, 6, 7)
-"""Inverse of each dihedral transform id (the ids of the reference: identity, rot90 x1-3, flip lr, flip ud,
-transpose, anti-transpose)."""
-
-DIHEDRAL_TRANSPOSES: tuple[bool, ...] = (False, True, False, True, False, False, True, True)
-"""Whether a transform swaps height and width."""
-
-
-def dihedral(grid: np.ndarray, t: int) -> np.ndarray:
-    """Dihedral transform `t` (0-7) of the last two axes of `grid`."""
-    if t == 0:
-        return grid
-    if t == 1:
-        return np.rot90(grid, 1, axes=(-2, -1))
-    if t == 2:
-        return np.rot90(grid, 2, axes=(-2, -1))
-    if t == 3:
-        return np.rot90(grid, 3, axes=(-2, -1))
-    if t == 4:
-        return np.flip(grid, -1)
-    if t == 5:
-        return np.flip(grid, -2)
-    if t == 6:
-        return np.swapaxes(grid, -1, -2)
-    if t == 7:
-        return np.flip(np.rot90(grid, 1, axes=(-2, -1)), -1)
-    raise ValueError(f"dihedral transform id must be 0-7, got {t}")
-
-
-def inverse_dihedral(grid: np.ndarray, t: int) -> np.ndarray:
-    """Undo `dihedral(grid, t)`."""
-    return dihedral(grid, DIHEDRAL_INVERSE[t])
-
 
 @dataclass(frozen=True)
 class Variant:
@@ -131,15 +99,16 @@ def encode_grid(grid: np.ndarray, offset: tuple[int, int] = (0, 0)) -> np.ndarra
     return canvas.reshape(-1)
 
 
-def crop_sizes(tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def crop_sizes(tokens: np.ndarray, shape: tuple[int, int] = (CANVAS, CANVAS)) -> tuple[np.ndarray, np.ndarray]:
     """(rows [B], columns [B]) of the largest top-left rectangle holding only colour tokens, per canvas
-    of `tokens` [B, 900]; (0, 0) where there is none."""
-    canvas = np.asarray(tokens).reshape(-1, CANVAS, CANVAS)
+    of `tokens` [B, rows * columns] (30x30 unless `shape` says otherwise); (0, 0) where there is none."""
+    rows, cols = shape
+    canvas = np.asarray(tokens).reshape(-1, rows, cols)
     colour = (canvas >= COLOUR_OFFSET) & (canvas < VOCAB_SIZE)
     # run of colour tokens from column 0 in each row, narrowed by every row above it
-    run = np.where(colour.all(axis=2), CANVAS, np.argmin(colour, axis=2))
+    run = np.where(colour.all(axis=2), cols, np.argmin(colour, axis=2))
     width = np.minimum.accumulate(run, axis=1)
-    area = width * np.arange(1, CANVAS + 1)
+    area = width * np.arange(1, rows + 1)
     best = np.argmax(area, axis=1)  # the first largest, as the reference evaluator
     w = np.take_along_axis(width, best[:, None], axis=1)[:, 0]
     h = np.where(w > 0, best + 1, 0)

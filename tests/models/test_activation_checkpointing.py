@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import torch
-from test_models import SMALL, _batch  # the same small shapes and batches
+from model_shapes import SMALL, random_batch
 
 from trm.layers import Stack
 from trm.loss import act_loss
@@ -44,7 +44,7 @@ def test_checkpointing_gives_identical_gradients(config) -> None:
     plain = build_model(config).train()
     ckpt = copy.deepcopy(plain)
     ckpt.activation_checkpointing = True
-    batch = _batch(config)
+    batch = random_batch(config)
     expected, got = _two_steps(plain, batch), _two_steps(ckpt, batch)
     for step, (e, g) in enumerate(zip(expected, got, strict=True)):
         assert e.keys() == g.keys()
@@ -58,7 +58,7 @@ def test_checkpointing_recomputes_the_differentiable_applications_only(monkeypat
     cfg = TRMConfig(**{**SMALL, "layers": 1}, T=3, n=3)
     model = build_model(cfg).train()
     model.activation_checkpointing = True
-    batch = _batch(cfg)
+    batch = random_batch(cfg)
     calls: list[bool] = []
     forward = Stack.forward
 

@@ -1,6 +1,6 @@
 """Data-layer benchmarks: Sudoku solver and generator throughput, and small dataset builds.
 
-    python -m trm.data.bench [--quick]
+    python -m trm.tasks.bench [--quick]
 
 `data_benchmarks()` returns one dict per figure: name, value (the median), unit, median, spread
 (max - min over repeats), repeats. Puzzle files are read from the shared data folder when present.
@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from trm.data import maze, sudoku
+from trm.tasks.maze import puzzles as maze
+from trm.tasks.sudoku import puzzles as sudoku
 
 SHARED_SUDOKU = Path(os.environ.get("TRM_SHARED_DIR", Path(__file__).resolve().parents[3].parent / "shared")) / \
     "data" / "sudoku"

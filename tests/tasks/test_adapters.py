@@ -1,24 +1,26 @@
-"""Tasks (`trm.tasks`): valid accuracy on constructed Sudoku and Maze answers, test-time augmentations and
-their inverses, parsing and its error messages, recognising the task of a model, and the evaluator's
-answer selection and test-time scaling (`trm.evaluate.select`, `Scaling`, `evaluate`) with stub models."""
+"""Task adapters (`trm.tasks`): valid accuracy on constructed Sudoku and Maze answers, test-time augmentations
+and their inverses, parsing and its error messages, and recognising the task of a model."""
 
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from torch import Tensor
+from conftest import SHARED, require_shared
+from puzzle_helpers import batches, maze_pairs
+from stubs import responder
 
-from trm.data import maze, sudoku
 from trm.data.format import DataError
-from trm.evaluate import Scaling, evaluate, select
-from trm.models.act import ACTModel, Batch, State
-from trm.tasks import ArcGridTask, MazeTask, SudokuTask, task_for
+from trm.evaluate import evaluate
+from trm.tasks import task_for
+from trm.tasks.arc import ArcGridTask
+from trm.tasks.maze import MazeTask
+from trm.tasks.maze import puzzles as maze
+from trm.tasks.sudoku import SudokuTask
+from trm.tasks.sudoku import puzzles as sudoku
 
-SUDOKU_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sudoku"
+SUDOKU_DATA = SHARED / "data" / "sudoku"
 SEEDS = range(6)
 
 # A 4x4 solution with a deadly rectangle: rows 1-2 (one band), columns 1 and 3 (two stacks) hold 1 3 / 3 1.
@@ -78,18 +80,9 @@ def sudoku_pairs(n: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndar
     return sudoku.encode(puzzles), sudoku.encode(solutions)
 
 
-def unique_sudoku_pairs(n: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """`count` (puzzle, solution) token rows of puzzles with a unique solution."""
-    rng = np.random.default_rng(seed)
-    made = [sudoku.generate(sudoku.GeneratorConfig(n=n), rng)[:2] for _ in range(count)]
-    return sudoku.encode(np.stack([m[0] for m in made])), sudoku.encode(np.stack([m[1] for m in made]))
-
-
 def real_sudoku_lines(count: int) -> list[str]:
-    """The first `count` puzzle lines of the shared Sudoku text files (skip when they are absent)."""
-    files = sorted(SUDOKU_DATA.glob("*.txt")) if SUDOKU_DATA.is_dir() else []
-    if not files:
-        pytest.skip(f"shared Sudoku data not found at {SUDOKU_DATA}")
+    """The first `count` puzzle lines of the shared Sudoku text files (see `require_shared` when they are absent)."""
+    files = sorted(require_shared(SUDOKU_DATA).glob("*.txt"))
     lines = []
     for line in files[0].read_text().splitlines():
         line = line.strip()
@@ -111,64 +104,8 @@ def with_path(question: np.ndarray, cells: list[tuple[int, int]]) -> np.ndarray:
     return answer
 
 
-def maze_pairs(side: int, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """`count` generated (question, answer) token rows."""
-    config = maze.MazeGeneratorConfig(size=side, min_path_length=side)
-    made = maze.generate_many(config, count, np.random.default_rng(seed), batch=64)
-    return (np.stack([q.reshape(-1) for q, _, _ in made]).astype(np.int32),
-            np.stack([a.reshape(-1) for _, a, _ in made]).astype(np.int32))
-
-
-def batches(inputs: np.ndarray, labels: np.ndarray) -> list[tuple[str, dict[str, np.ndarray]]]:
-    """One evaluation batch of set "all"."""
-    return [("all", {"inputs": np.asarray(inputs, np.int32), "labels": np.asarray(labels, np.int32),
-                     "puzzle_identifiers": np.zeros(len(inputs), np.int32)})]
-
-
-class Stub(ACTModel):
-    """Every step answers `answer(inputs)` (tokens [B, L]) with q_halt `confidence(inputs)` ([B], default 0);
-    records the inputs it saw."""
-
-    def __init__(self, answer, vocab: int, steps: int = 2, confidence=None) -> None:
-        super().__init__()
-        self.answer, self.vocab, self.halt_max_steps, self.confidence = answer, vocab, steps, confidence
-        self.halt_on_continue = False
-        self.seen: list[np.ndarray] = []
-
-    def initial_state(self, batch_size: int, device: torch.device) -> State:
-        return {"z": torch.zeros(batch_size, 1, device=device)}
-
-    def reset_state(self, state: State, reset: Tensor) -> State:
-        return {"z": torch.where(reset.view(-1, 1), 0.0, state["z"])}
-
-    def step(self, state: State, batch: Batch) -> tuple[State, Tensor, Tensor, Tensor]:
-        inputs = batch["inputs"].cpu().numpy()
-        self.seen.append(inputs)
-        tokens = torch.as_tensor(np.asarray(self.answer(inputs)), dtype=torch.long)
-        logits = torch.nn.functional.one_hot(tokens, self.vocab).float()
-        q = torch.zeros(tokens.shape[0]) if self.confidence is None else torch.as_tensor(
-            np.asarray(self.confidence(inputs), np.float32))
-        return state, logits, q, q - 1
-
-
-def echo(inputs: np.ndarray) -> np.ndarray:
-    return inputs
-
-
 def fixed(answer: np.ndarray):
     return lambda inputs: answer
-
-
-def sudoku_solver(inputs: np.ndarray) -> np.ndarray:
-    n = int(round(inputs.shape[-1] ** 0.5))
-    solved = [sudoku.solve_one(grid) for grid in sudoku.decode(inputs, n)]
-    return sudoku.encode(np.stack([s for s in solved if s is not None]))
-
-
-def maze_solver(inputs: np.ndarray) -> np.ndarray:
-    side = int(round(inputs.shape[-1] ** 0.5))
-    solved = [maze.solve(q.reshape(side, side)) for q in inputs]
-    return np.stack([s.reshape(-1) for s in solved if s is not None])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,7 +179,7 @@ def test_maze_valid_rejects_a_moved_start_or_goal() -> None:
 def test_evaluate_counts_another_valid_sudoku_completion_as_valid_but_not_exact() -> None:
     puzzle, solution, other = two_solution_puzzle(4)
     inputs, labels = sudoku.encode(puzzle)[None], sudoku.encode(solution)[None]
-    model = Stub(fixed(sudoku.encode(other)[None]), vocab=sudoku.vocab_size(4))
+    model = responder(fixed(sudoku.encode(other)[None]), vocab=sudoku.vocab_size(4))
     summary = evaluate(model, batches(inputs, labels), task=SudokuTask(4)).sets["all"].summary()
     assert summary["exact_accuracy"] == 0.0
     assert summary["valid_accuracy"] == 1.0
@@ -255,14 +192,14 @@ def test_evaluate_counts_a_broken_sudoku_as_neither_exact_nor_valid() -> None:
     r, c = np.argwhere(puzzle == 0)[0]
     broken[r, c] = solution[r, c] % 4 + 1
     inputs, labels = sudoku.encode(puzzle)[None], sudoku.encode(solution)[None]
-    model = Stub(fixed(sudoku.encode(broken)[None]), vocab=sudoku.vocab_size(4))
+    model = responder(fixed(sudoku.encode(broken)[None]), vocab=sudoku.vocab_size(4))
     summary = evaluate(model, batches(inputs, labels), task=SudokuTask(4)).sets["all"].summary()
     assert summary["exact_accuracy"] == 0.0 and summary["valid_accuracy"] == 0.0
 
 
 def test_evaluate_without_a_task_reports_no_valid_accuracy() -> None:
     puzzle, solution, _ = two_solution_puzzle(4)
-    model = Stub(fixed(sudoku.encode(solution)[None]), vocab=sudoku.vocab_size(4))
+    model = responder(fixed(sudoku.encode(solution)[None]), vocab=sudoku.vocab_size(4))
     result = evaluate(model, batches(sudoku.encode(puzzle)[None], sudoku.encode(solution)[None]))
     summary = result.sets["all"].summary()
     assert summary["exact_accuracy"] == 1.0 and "valid_accuracy" not in summary
@@ -461,146 +398,3 @@ def test_task_for_unknown_shapes_gives_none(vocab: int, seq_len: int) -> None:
 def test_task_for_rejects_impossible_declarations(vocab: int, seq_len: int, declared: str, words: str) -> None:
     with pytest.raises(ValueError, match=words):
         task_for(vocab, seq_len, declared)
-
-
-# ---------------------------------------------------------------------------------------------
-# Selecting one answer among candidates
-
-
-def candidates(*rows: list[int]) -> Tensor:
-    """Answers [R, B=1, L] from R token rows."""
-    return torch.tensor(rows, dtype=torch.long)[:, None, :]
-
-
-def test_vote_picks_the_most_frequent_answer_over_a_confident_one() -> None:
-    answers = candidates([1, 2], [3, 4], [1, 2])
-    chosen, index = select(answers, torch.tensor([[0.0], [9.0], [0.0]]), "vote")
-    assert chosen.tolist() == [[1, 2]] and index.tolist()[0] in (0, 2)
-
-
-def test_vote_breaks_a_tie_by_the_higher_mean_halting_confidence() -> None:
-    # [1, 1] has the single most confident run (2.0) but mean sigmoid 0.5; [2, 2] has mean sigmoid(0.5) > 0.5.
-    answers = candidates([1, 1], [1, 1], [2, 2], [2, 2])
-    chosen, index = select(answers, torch.tensor([[2.0], [-2.0], [0.5], [0.5]]), "vote")
-    assert chosen.tolist() == [[2, 2]] and index.tolist()[0] in (2, 3)
-
-
-def test_vote_is_invariant_to_the_order_of_candidates() -> None:
-    gen = torch.Generator().manual_seed(0)
-    r, b, length = 6, 16, 5
-    options = torch.randint(0, 4, (3, b, length), generator=gen)
-    pick = torch.randint(0, 3, (r, b), generator=gen)
-    answers = options.gather(0, pick[..., None].expand(r, b, length))
-    q_halt = torch.randn(r, b, generator=gen)
-    reference, _ = select(answers, q_halt, "vote")
-    for _ in range(10):
-        order = torch.randperm(r, generator=gen)
-        chosen, index = select(answers[order], q_halt[order], "vote")
-        assert torch.equal(chosen, reference)
-        assert torch.equal(chosen, answers[order].gather(0, index.view(1, -1, 1).expand(1, b, length))[0])
-
-
-def test_halt_picks_the_most_confident_answer_against_a_majority() -> None:
-    answers = candidates([1, 2], [1, 2], [3, 4])
-    chosen, index = select(answers, torch.tensor([[0.0], [1.0], [3.0]]), "halt")
-    assert chosen.tolist() == [[3, 4]] and index.tolist() == [2]
-
-
-def test_select_works_per_example() -> None:
-    answers = torch.tensor([[[1], [5]], [[2], [5]], [[2], [6]]])  # [R=3, B=2, L=1]
-    q_halt = torch.tensor([[5.0, 0.0], [0.0, 0.0], [0.0, 1.0]])
-    assert select(answers, q_halt, "vote")[0].tolist() == [[2], [5]]
-    assert select(answers, q_halt, "halt")[0].tolist() == [[1], [6]]
-
-
-def test_select_rejects_an_unknown_rule() -> None:
-    with pytest.raises(ValueError, match="median"):
-        select(candidates([1], [2]), torch.zeros(2, 1), "median")
-
-
-# ---------------------------------------------------------------------------------------------
-# Test-time scaling
-
-
-def test_scaling_rejects_bad_settings() -> None:
-    with pytest.raises(ValueError):
-        Scaling(augment=0)
-    with pytest.raises(ValueError):
-        Scaling(noise=0)
-    with pytest.raises(ValueError, match="noise_scale"):
-        Scaling(noise=2, noise_scale=0)
-    with pytest.raises(ValueError):
-        Scaling(select="best")
-
-
-def test_scaling_rule_and_runs() -> None:
-    assert Scaling(augment=4).rule == "vote" and Scaling(noise=3).rule == "halt"
-    assert Scaling(augment=4, noise=3).runs == 12
-    assert Scaling(augment=4, select="halt").to_dict()["select"] == "halt"
-
-
-@pytest.mark.parametrize("augment", [2, 4, 8])
-@pytest.mark.parametrize("rule", ["vote", "halt"])
-def test_augmented_views_are_inverted_back_before_the_choice(augment: int, rule: str) -> None:
-    questions, _ = maze_pairs(6, 4)
-
-    def transformed_views_are_surer(inputs: np.ndarray) -> np.ndarray:
-        # were a view's answer not mapped back, it would win the choice and be wrong
-        return (inputs != questions).any(-1).astype(np.float32)
-
-    model = Stub(echo, vocab=maze.VOCAB_SIZE, steps=3, confidence=transformed_views_are_surer)
-    scaling = Scaling(augment=augment, select=rule)
-    result = evaluate(model, batches(questions, questions), task=MazeTask(6), scaling=scaling)
-    summary = result.sets["all"].summary()
-    assert summary["exact_accuracy"] == 1.0
-    assert summary["exact_accuracy_per_step"] == [1.0, 1.0, 1.0]
-    assert result.to_dict()["cost"]["supervision_steps_per_example"] == augment * 3
-    assert result.to_dict()["cost"]["relative_to_one_answer"] == augment
-    # the model saw the original and augment - 1 transformed views, each for 3 steps
-    assert len(model.seen) == augment * 3
-    np.testing.assert_array_equal(model.seen[0], questions)
-    assert any(not np.array_equal(seen, questions) for seen in model.seen)
-
-
-def test_noise_trajectories_keep_the_answer_and_multiply_the_cost() -> None:
-    questions, _ = maze_pairs(6, 4)
-    model = Stub(echo, vocab=maze.VOCAB_SIZE, steps=3)
-    scaling = Scaling(noise=3, noise_scale=0.5)
-    result = evaluate(model, batches(questions, questions), task=MazeTask(6), scaling=scaling)
-    assert result.sets["all"].summary()["exact_accuracy"] == 1.0
-    assert result.to_dict()["cost"]["supervision_steps_per_example"] == 3 * 3
-    assert result.to_dict()["scaling"]["runs"] == 3
-    assert all(np.array_equal(seen, questions) for seen in model.seen)  # noise perturbs the state, not the inputs
-
-
-def test_without_scaling_the_cost_is_the_step_budget() -> None:
-    questions, _ = maze_pairs(6, 2)
-    result = evaluate(Stub(echo, vocab=maze.VOCAB_SIZE, steps=3), batches(questions, questions), task=MazeTask(6))
-    assert result.to_dict()["cost"]["supervision_steps_per_example"] == 3
-
-
-def test_augmented_sudoku_solver_stays_exact() -> None:
-    # a solver sees each relabelled, permuted view; its answers, mapped back, must be the unique solution
-    inputs, labels = unique_sudoku_pairs(6, 3)
-    model = Stub(sudoku_solver, vocab=sudoku.vocab_size(6), steps=1,
-                 confidence=lambda seen: (seen != inputs).any(-1).astype(np.float32))  # views win ties
-    result = evaluate(model, batches(inputs, labels), task=SudokuTask(6), scaling=Scaling(augment=4))
-    summary = result.sets["all"].summary()
-    assert summary["exact_accuracy"] == 1.0 and summary["valid_accuracy"] == 1.0
-    assert any(not np.array_equal(seen, inputs) for seen in model.seen)
-
-
-def test_augmented_maze_solver_gives_valid_paths() -> None:
-    questions, answers = maze_pairs(8, 4, seed=3)
-    model = Stub(maze_solver, vocab=maze.VOCAB_SIZE, steps=1)
-    result = evaluate(model, batches(questions, answers), task=MazeTask(8), scaling=Scaling(augment=5))
-    assert result.sets["all"].summary()["valid_accuracy"] == 1.0
-
-
-def test_augmentation_scaling_needs_a_task_with_transforms() -> None:
-    questions, _ = maze_pairs(6, 1)
-    model = Stub(echo, vocab=maze.VOCAB_SIZE)
-    with pytest.raises(ValueError, match="augmentation"):
-        evaluate(model, batches(questions, questions), scaling=Scaling(augment=2))
-    with pytest.raises(ValueError, match="augmentation"):
-        evaluate(model, batches(questions, questions), task=ArcGridTask(), scaling=Scaling(augment=2))

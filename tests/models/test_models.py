@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_shapes import SMALL, random_batch, reference_state
 
 from trm.convert import ConversionError, convert_state_dict, load_reference_checkpoint
 from trm.layers import Block
@@ -20,18 +21,6 @@ from trm.models import (
     config_from_dict,
     count_parameters,
 )
-
-SMALL = dict(vocab_size=7, seq_len=9, hidden_size=32, num_heads=4, num_puzzle_identifiers=5, puzzle_emb_ndim=32,
-             puzzle_emb_len=2, halt_max_steps=3, halt_exploration_prob=0.0)
-
-
-def _batch(cfg, size: int = 3, seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "inputs": torch.randint(1, cfg.vocab_size, (size, cfg.seq_len), generator=g, dtype=torch.int32),
-        "labels": torch.randint(1, cfg.vocab_size, (size, cfg.seq_len), generator=g, dtype=torch.int32),
-        "puzzle_identifiers": torch.randint(0, cfg.num_puzzle_identifiers, (size,), generator=g, dtype=torch.int32),
-    }
 
 
 @pytest.mark.parametrize("config, expected_millions", [
@@ -68,7 +57,7 @@ def test_mlp_variant_is_tied_to_its_sequence_length() -> None:
     block = model.net.layers[0]
     assert isinstance(block, Block) and block.token_mlp is not None
     assert block.token_mlp.gate_up.weight.shape[1] == cfg.seq_len + cfg.prefix_len
-    bad = dict(_batch(cfg))
+    bad = dict(random_batch(cfg))
     bad["inputs"] = bad["inputs"][:, :-1]
     with pytest.raises(RuntimeError):
         model(model.initial_carry(bad), bad)
@@ -92,7 +81,7 @@ def test_config_round_trips_through_a_dict() -> None:
 def test_gradients_flow_only_through_the_last_recursion(options, with_grad: int) -> None:
     cfg = TRMConfig(**{**SMALL, "layers": 1}, T=3, n=3, **options)
     model = build_model(cfg).train()
-    batch = _batch(cfg)
+    batch = random_batch(cfg)
     calls: list[bool] = []
     blocks = [m for m in model.modules() if isinstance(m, Block)]
     hooks = [b.register_forward_hook(lambda *_: calls.append(torch.is_grad_enabled())) for b in blocks]
@@ -108,7 +97,7 @@ def test_gradient_equals_that_of_the_last_recursion_alone() -> None:
     """Recompute the step by hand: T-1 recursions as constants, one differentiable recursion."""
     cfg = TRMConfig(**{**SMALL, "layers": 1}, T=3, n=2)
     model = build_model(cfg).train()
-    batch = _batch(cfg)
+    batch = random_batch(cfg)
     carry = model.initial_carry(batch)
     carry, out = model(carry, batch)
     act_loss(carry, out).lm_loss.backward()
@@ -137,7 +126,7 @@ def test_carry_is_detached_between_supervision_steps() -> None:
     """The gradient of step 2's loss equals that of a fresh model run from step 1's carry."""
     cfg = TRMConfig(**SMALL, T=2, n=2, layers=1)
     model = build_model(cfg).train()
-    batch = _batch(cfg)
+    batch = random_batch(cfg)
     carry, _ = model(model.initial_carry(batch), batch)
     carry2, out2 = model(carry, batch)
     act_loss(carry2, out2).total.backward()
@@ -163,7 +152,7 @@ def test_carry_is_detached_between_supervision_steps() -> None:
 @pytest.mark.parametrize("loss_type", ["stablemax", "softmax"])
 def test_every_variant_trains_with_both_losses(config, loss_type: str) -> None:
     model = build_model(config).train()
-    batch = _batch(config)
+    batch = random_batch(config)
     carry = model.initial_carry(batch)
     for _ in range(config.halt_max_steps):
         carry, out = model(carry, batch)
@@ -194,7 +183,7 @@ def test_evaluation_runs_every_slot_for_n_sup_steps() -> None:
     model = build_model(cfg).eval()
     with torch.no_grad():
         model.q_head.bias.fill_(10.0)  # the halting head says "halt" everywhere
-        batch = _batch(cfg)
+        batch = random_batch(cfg)
         carry = model.initial_carry(batch)
         for k in range(cfg.halt_max_steps):
             carry, _ = model(carry, batch)
@@ -209,7 +198,7 @@ def test_exploration_delays_halting_reproducibly() -> None:
     model = build_model(cfg).train()
     with torch.no_grad():
         model.q_head.bias.fill_(10.0)
-    batch = _batch(cfg, size=64)
+    batch = random_batch(cfg, size=64)
     carry, _ = model(model.initial_carry(batch), batch, generator=torch.Generator().manual_seed(0))
     assert not bool(carry.halted.any())  # minimum step counts are >= 2
     again, _ = model(model.initial_carry(batch), batch, generator=torch.Generator().manual_seed(0))
@@ -219,7 +208,7 @@ def test_exploration_delays_halting_reproducibly() -> None:
 def test_halted_slots_take_the_new_example_and_restart() -> None:
     cfg = TRMConfig(**SMALL)
     model = build_model(cfg).train()
-    a, b = _batch(cfg, seed=1), _batch(cfg, seed=2)
+    a, b = random_batch(cfg, seed=1), random_batch(cfg, seed=2)
     carry, _ = model(model.initial_carry(a), a)
     carry.halted = torch.tensor([True, False, False])
     carry, _ = model(carry, b)
@@ -239,7 +228,7 @@ def test_bfloat16_forward_agrees_with_float32(arch: str) -> None:
     m32 = build_model(cfg, dtype=torch.float32).eval()
     m16 = build_model(cfg, dtype=torch.bfloat16).eval()
     m16.load_state_dict(m32.state_dict())
-    batch = _batch(cfg)
+    batch = random_batch(cfg)
     with torch.no_grad():
         _, o32 = m32(m32.initial_carry(batch), batch)
         _, o16 = m16(m16.initial_carry(batch), batch)
@@ -253,7 +242,7 @@ def test_bfloat16_forward_agrees_with_float32(arch: str) -> None:
 def test_bfloat16_training_step_runs_with_float32_parameters() -> None:
     cfg = TRMConfig(**SMALL)
     model = build_model(cfg, dtype=torch.bfloat16).train()
-    batch = _batch(cfg)
+    batch = random_batch(cfg)
     carry, out = model(model.initial_carry(batch), batch)
     act_loss(carry, out).total.backward()
     assert all(p.dtype == torch.float32 and p.grad is not None and p.grad.dtype == torch.float32
@@ -263,42 +252,34 @@ def test_bfloat16_training_step_runs_with_float32_parameters() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_runs_on_cuda() -> None:
+    """A bfloat16 training step on the GPU: finite logits on the device, a finite loss, finite gradients for
+    every parameter, and the float32 CPU step's logits up to bfloat16 rounding."""
     cfg = TRMConfig(**SMALL)
-    model = build_model(cfg, dtype=torch.bfloat16, device="cuda").train()
-    batch = {k: v.cuda() for k, v in _batch(cfg).items()}
-    carry, out = model(model.initial_carry(batch), batch)
-    act_loss(carry, out).total.backward()
+    torch.manual_seed(0)
+    cpu = build_model(cfg, dtype=torch.float32, device="cpu").train()
+    gpu = build_model(cfg, dtype=torch.bfloat16, device="cuda").train()
+    gpu.load_state_dict(cpu.state_dict())
+    batch = random_batch(cfg)
+    on_gpu = {k: v.cuda() for k, v in batch.items()}
+    carry, out = gpu(gpu.initial_carry(on_gpu), on_gpu)
+    assert out.logits.is_cuda and torch.isfinite(out.logits).all()
+    loss = act_loss(carry, out).total
+    assert torch.isfinite(loss)
+    loss.backward()
+    grads = [p.grad for p in gpu.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    _, ref = cpu(cpu.initial_carry(batch), batch)
+    torch.testing.assert_close(out.logits.float().cpu(), ref.logits, atol=0.15, rtol=0.1)
 
 
 # --- converter -------------------------------------------------------------------------------------
-
-
-def _reference_state(model: TRM) -> dict[str, torch.Tensor]:
-    """Our weights under the reference's names (as a compiled reference run would save them)."""
-    from trm.convert import _INIT, _LEVEL, _PROJ, _SUB, _TOP
-
-    out = {}
-    inv_top = {v: k for k, v in _TOP.items()}
-    inv_init = {v: k for k, v in _INIT["trm"].items()}
-    inv_level = {v: k for k, v in _LEVEL["trm"].items()}
-    inv_sub, inv_proj = {v: k for k, v in _SUB.items()}, {v: k for k, v in _PROJ.items()}
-    for name, value in model.state_dict().items():
-        if name in inv_top:
-            ref = inv_top[name]
-        elif name in inv_init:
-            ref = inv_init[name]
-        else:
-            level, _, idx, sub, proj, _ = name.split(".")
-            ref = f"{inv_level[level]}.layers.{idx}.{inv_sub[sub]}.{inv_proj[proj]}.weight"
-        out[f"_orig_mod.model.inner.{ref}"] = value.clone()
-    return out
 
 
 def test_converter_reads_compiled_reference_checkpoints(tmp_path) -> None:
     cfg = TRMConfig(**{**SMALL, "puzzle_emb_len": 16}, T=2, n=2)
     source = build_model(cfg)
     path = tmp_path / "step_10"
-    torch.save(_reference_state(source), path)
+    torch.save(reference_state(source), path)
     arch = {"name": "recursive_reasoning.trm@TinyRecursiveReasoningModel_ACTV1", "H_cycles": 2, "L_cycles": 2,
             "H_layers": 0, "L_layers": 2, "hidden_size": 32, "num_heads": 4, "expansion": 4, "pos_encodings": "rope",
             "puzzle_emb_ndim": 32, "puzzle_emb_len": 16, "halt_max_steps": 3, "halt_exploration_prob": 0.0,
@@ -314,7 +295,7 @@ def test_converter_reads_compiled_reference_checkpoints(tmp_path) -> None:
 def test_converter_errors_say_what_is_wrong(tmp_path) -> None:
     cfg = TRMConfig(**SMALL)
     model = build_model(cfg)
-    state = _reference_state(model)
+    state = reference_state(model)
     qkv = "_orig_mod.model.inner.L_level.layers.0.self_attn.qkv_proj.weight"
     with pytest.raises(ConversionError, match="shape"):
         convert_state_dict({**state, qkv: torch.zeros(3, 3)}, model)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trm.data import sudoku as S
 from trm.data.format import DataError, find_problems, load_dataset
+from trm.tasks.sudoku import puzzles as S
 
 SIZES = (4, 6, 9)
 

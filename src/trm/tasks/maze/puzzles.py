@@ -18,7 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from trm.data.format import BLANK_IDENTIFIER, DataError, SetArrays, iter_puzzle_csv, make_split, write_dataset
+from trm.data.dihedral import dihedral
+from trm.data.format import (
+    BLANK_IDENTIFIER,
+    DataError,
+    SetArrays,
+    csv_splits,
+    make_split,
+    read_puzzle_csv,
+    write_dataset,
+)
 
 CHARSET = "# SGo"
 """Characters of tokens 1..5."""
@@ -68,11 +77,11 @@ def _check_question(q: np.ndarray, where: str) -> None:
 
 def parse_csv(path: str | Path, limit: int | None = None) -> MazeRecords:
     """The Maze-Hard CSV: header `source,question,answer,rating`; every row the same square size."""
-    path = Path(path)
-    questions, answers, sources, ratings = [], [], [], []
-    side: int | None = None
-    for where, source, q, a, rating in iter_puzzle_csv(path):
-        if side is None:
+    side = 0  # set by the first row
+
+    def row(where: str, q: str, a: str, rating: str) -> tuple[np.ndarray, np.ndarray, int]:
+        nonlocal side
+        if not side:
             side = int(round(len(q) ** 0.5))
             if side * side != len(q):
                 raise DataError(f"{where}: question of {len(q)} characters is not a square maze")
@@ -82,16 +91,12 @@ def parse_csv(path: str | Path, limit: int | None = None) -> MazeRecords:
         if not _consistent(question, answer).all():
             raise DataError(f"{where}: the answer's walls, start or goal differ from the question's")
         try:
-            ratings.append(int(float(rating)))
+            return question, answer, int(float(rating))
         except ValueError:
             raise DataError(f"{where}: rating {rating!r} is not a number") from None
-        questions.append(question)
-        answers.append(answer)
-        sources.append(source)
-        if limit is not None and len(questions) >= limit:
-            break
-    s = side or 0
-    return MazeRecords(_stack(questions, s), _stack(answers, s), sources, np.asarray(ratings, np.int32))
+
+    questions, answers, sources, ratings = read_puzzle_csv(path, row, limit)
+    return MazeRecords(_stack(questions, side), _stack(answers, side), sources, ratings)
 
 
 def _consistent(question: np.ndarray, answer: np.ndarray) -> np.ndarray:
@@ -193,36 +198,6 @@ def valid_token_paths(predictions: np.ndarray, inputs: np.ndarray) -> np.ndarray
     side = int(round(predictions.shape[-1] ** 0.5))
     return np.array([is_valid_path(q.reshape(side, side), p.reshape(side, side))
                      for q, p in zip(inputs, predictions, strict=True)], bool)
-
-
-# ---------------------------------------------------------------------------------------------
-# Augmentation
-
-DIHEDRAL_INVERSE = (0, 3, 2, 1, 4, 5, 6, 7)
-"""Transform t is undone by transform DIHEDRAL_INVERSE[t] (same numbering as the reference)."""
-
-
-def dihedral(grid: np.ndarray, t: int) -> np.ndarray:
-    """One of the 8 symmetries of the square on the last two axes: 0 identity, 1-3 rotations by 90,
-    180, 270 degrees, 4 left-right flip, 5 up-down flip, 6 transpose, 7 anti-transpose."""
-    grid = np.asarray(grid)
-    ops: dict[int, Callable[[np.ndarray], np.ndarray]] = {
-        0: lambda g: g,
-        1: lambda g: np.rot90(g, 1, axes=(-2, -1)),
-        2: lambda g: np.rot90(g, 2, axes=(-2, -1)),
-        3: lambda g: np.rot90(g, 3, axes=(-2, -1)),
-        4: lambda g: np.flip(g, -1),
-        5: lambda g: np.flip(g, -2),
-        6: lambda g: np.swapaxes(g, -1, -2),
-        7: lambda g: np.flip(np.rot90(g, 1, axes=(-2, -1)), -1),
-    }
-    if t not in ops:
-        raise ValueError(f"dihedral transform {t} outside 0..7")
-    return np.ascontiguousarray(ops[t](grid))
-
-
-def inverse_dihedral(grid: np.ndarray, t: int) -> np.ndarray:
-    return dihedral(grid, DIHEDRAL_INVERSE[t])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,15 +370,12 @@ def load_source(config: MazeBuildConfig, rng: np.random.Generator,
     if config.source == "generate":
         return (_generated(config, config.train_count, rng, progress),
                 _generated(config, config.test_count, rng, progress))
-    path = Path(str(config.path))
-    if path.is_dir():
-        return parse_csv(path / "train.csv", config.limit), parse_csv(path / "test.csv", config.limit)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    records = parse_csv(path, config.limit)
-    order = rng.permutation(len(records))
-    n_test = int(round(len(records) * config.test_fraction))
-    return _take(records, np.sort(order[n_test:])), _take(records, np.sort(order[:n_test]))
+    def split(records: MazeRecords) -> tuple[MazeRecords, MazeRecords]:
+        order = rng.permutation(len(records))
+        n_test = int(round(len(records) * config.test_fraction))
+        return _take(records, np.sort(order[n_test:])), _take(records, np.sort(order[:n_test]))
+
+    return csv_splits(Path(str(config.path)), lambda p: parse_csv(p, config.limit), split)
 
 
 def _set_arrays(records: MazeRecords, augment: bool) -> SetArrays:

@@ -1,1 +1,0 @@
-"""Task-specific scoring of model predictions (ARC voting, pass@k and Kaggle submissions)."""
