@@ -37,6 +37,7 @@ def ensure_demo_data(data_dir: Path) -> dict[str, int] | None:
 
 def run(args: argparse.Namespace) -> int:
     import shutil
+    import time
 
     import torch
 
@@ -55,9 +56,13 @@ def run(args: argparse.Namespace) -> int:
     overrides = [f"data={data_dir}", f"run_dir={run_dir}"] + ([f"steps={args.steps}"] if args.steps else [])
     cfg = load_recipe("sudoku6-cpu", overrides)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    started = time.perf_counter()
+    phases: dict[str, float] = {}
 
     print("== 1. data: 6x6 Sudoku puzzles with a unique solution, about 26 blanks each")
+    t = time.perf_counter()
     counts = ensure_demo_data(data_dir)
+    phases["data"] = time.perf_counter() - t
     if counts:
         print(f"   wrote {data_dir}: {counts['train_examples']} training and {counts['test_examples']} test puzzles")
     else:
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"== 2. training a {cfg.model['arch'].upper()} (token-MLP, hidden {cfg.model['hidden_size']}, "
           f"T={cfg.model['T']}, n={cfg.model['n']}, N_sup={cfg.model['halt_max_steps']}) for {cfg.steps} steps on CPU")
+    t = time.perf_counter()
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None and read_meta(ckpt)["step"] >= (cfg.steps or 0):
         print(f"   reusing {ckpt}")
@@ -74,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
             return 130
         ckpt = latest_checkpoint(run_dir)
     assert ckpt is not None
+    phases["training"] = time.perf_counter() - t
+    t = time.perf_counter()
     model = load_checkpoint(ckpt, dtype="train").model.eval()  # EMA weights, the training dtype
 
     print("== 3. held-out accuracy after each supervision step")
@@ -86,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"   step {i + 1}: {acc:6.1%} " + "#" * round(40 * acc))
     print(f"   exact accuracy {summary['exact_accuracy']:.1%} on {summary['count']} unseen puzzles "
           f"(valid {summary['valid_accuracy']:.1%}, token accuracy {summary['accuracy']:.1%})")
+    phases["evaluation"] = time.perf_counter() - t
 
     print("== 4. solving one new puzzle, step by step")
     rng = np.random.default_rng(12345)
@@ -117,4 +126,6 @@ def run(args: argparse.Namespace) -> int:
                               "checkpoint": str(ckpt)}, task="sudoku")
     (out / "results.json").write_text(json.dumps({"checkpoint": str(ckpt), **result.to_dict()}, indent=1))
     print(f"   wrote {gif} and {report}")
+    total = time.perf_counter() - started
+    print(f"== done in {total / 60:.1f} min (" + ", ".join(f"{k} {v:.0f} s" for k, v in phases.items()) + ")")
     return 0
