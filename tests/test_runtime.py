@@ -182,3 +182,9 @@ def test_compile_is_probed_only_for_runs_long_enough_and_cached():
     forced = runtime.choose("auto", "off", CPU, probe=fake_probe(seconds), cache_key="k",
                             compile_probe=compile_probe, eager_seconds=lambda s: 3600 * s)
     assert not forced.compile
+
+
+def test_the_command_lines_dtype_choices_are_the_runtimes():
+    from trm.commands.eval import DTYPE_CHOICES
+
+    assert DTYPE_CHOICES == runtime.INFERENCE_DTYPES

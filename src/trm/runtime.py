@@ -38,6 +38,8 @@ DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 DEVICES = ("auto", "cpu", "cuda", "mps")
 """Device names a recipe or command accepts (also `cuda:<index>`)."""
 DTYPE_CHOICES = ("auto", *DTYPES)
+INFERENCE_DTYPES = ("train", *DTYPE_CHOICES)
+"""What `trm eval` / `trm solve` accept: "train" is the dtype the run trained with."""
 COMPILE = ("auto", "on", "off")
 
 
@@ -114,9 +116,9 @@ def choose(dtype: str, compile: str, device: torch.device, probe: Probe | None =
     user asked for it) but the reason says so. On CPU with `compile='auto'`, `eager_seconds`
     (the probe's median -> estimated uncompiled training seconds of the run) and `compile_probe`
     decide, through `decide_cpu_compile`."""
-    if dtype not in ("auto", *DTYPES):
+    if dtype not in DTYPE_CHOICES:
         raise RuntimeConfigError(f"dtype={dtype!r}: must be auto, float32 or bfloat16")
-    if compile not in ("auto", "on", "off"):
+    if compile not in COMPILE:
         raise RuntimeConfigError(f"compile={compile!r}: must be auto, on or off")
     if device.type == "cuda":
         use = compile != "off"
@@ -209,6 +211,21 @@ def cpu_dtype(probe: Probe | None, cache_key: str | None) -> tuple[str, str, flo
 # The probe: the model's network f, forward and backward, at the run's shape
 
 
+def _forward_backward(net: Callable[..., torch.Tensor], shape: tuple[int, int, int], dtype: torch.dtype,
+                      clock: Callable[[], float] = time.perf_counter) -> Callable[[], float]:
+    """A timed call of `net` (taking (h, injection, cos_sin)) forward and backward on fixed random
+    [batch, positions, hidden] inputs: returns its seconds."""
+    h = torch.randn(shape).to(dtype).requires_grad_(True)
+    inj = torch.randn(shape).to(dtype)
+
+    def call() -> float:
+        start = clock()
+        net(h, inj, None).float().square().mean().backward()
+        return clock() - start
+
+    return call
+
+
 def network_probe(build: Callable[[torch.dtype], torch.nn.Module], shape: tuple[int, int, int], *,
                   runs: int = 3, give_up: float = 3.0, clock: Callable[[], float] = time.perf_counter) -> Probe:
     """A probe that times `build(dtype)` (a module taking (h, injection, cos_sin)) forward and
@@ -230,15 +247,7 @@ def network_probe(build: Callable[[torch.dtype], torch.nn.Module], shape: tuple[
             return float("inf")
         best_matmul.append(matmul)
 
-        net = build(dtype)
-        h = torch.randn(shape).to(dtype).requires_grad_(True)
-        inj = torch.randn(shape).to(dtype)
-
-        def call() -> float:
-            start = clock()
-            net(h, inj, None).float().square().mean().backward()
-            return clock() - start
-
+        call = _forward_backward(build(dtype), shape, dtype, clock)
         call()  # warm-up
         return statistics.median(call() for _ in range(runs))
 
@@ -309,23 +318,14 @@ def compile_network_probe(build: Callable[[torch.dtype], torch.nn.Module], shape
     def probe(dtype: torch.dtype) -> tuple[float, float]:
         torch.manual_seed(0)
         net = build(dtype)
-        compiled = torch.compile(net)
-        h = torch.randn(shape).to(dtype).requires_grad_(True)
-        inj = torch.randn(shape).to(dtype)
-
-        def call(f: Callable[..., torch.Tensor]) -> float:
-            start = time.perf_counter()
-            f(h, inj, None).float().square().mean().backward()
-            return time.perf_counter() - start
-
-        start = time.perf_counter()
-        call(compiled)
-        compile_s = time.perf_counter() - start
-        call(net)
+        eager_call = _forward_backward(net, shape, dtype)
+        compiled_call = _forward_backward(torch.compile(net), shape, dtype)
+        compile_s = compiled_call()  # the first call compiles
+        eager_call()  # warm-up
         eager, fused = [], []
         for _ in range(runs):
-            eager.append(call(net))
-            fused.append(call(compiled))
+            eager.append(eager_call())
+            fused.append(compiled_call())
         return compile_s, statistics.median(eager) / statistics.median(fused)
 
     return probe
@@ -380,7 +380,7 @@ def inference_mode(requested: str, trained: str, device: torch.device, config: o
     """The dtype to evaluate or solve with. `requested`: "train" (the dtype the run trained with,
     unless that is bfloat16 on a CPU where it is measured slower than float32), "auto", float32 or
     bfloat16. `trained` is the run's resolved dtype (or its configured one for older runs)."""
-    if requested not in ("train", "auto", *DTYPES):
+    if requested not in INFERENCE_DTYPES:
         raise RuntimeConfigError(f"dtype={requested!r}: must be train, auto, float32 or bfloat16")
     if requested != "train":
         return numeric_mode(requested, "off", device, config, batch=1 << 20)

@@ -93,16 +93,16 @@ def time_to_accuracy_rows() -> list[Any]:
     from trm.bench import Row
 
     runs = speedrun()
+    summary = summarise(runs)
     rows = []
+    nan = float("nan")
     for target in TARGETS:
-        times = [r.time_to(target) for r in runs]
-        reached = [t for t in times if t is not None]
-        nan = float("nan")
+        entry = summary[f"{target:.0%}"]
+        reached = [t for t in entry["seconds"] if t is not None]
+        median = entry["median_s"] if entry["median_s"] is not None else nan
         rows.append(Row(f"speedrun.sudoku6-cpu.to_{round(100 * target)}", f"train to {target:.0%} held-out exact",
-                        "s", statistics.median(reached) if len(reached) == len(runs) else nan,
-                        min(reached, default=nan), max(reached, default=nan), len(runs),
-                        {"seconds": times, "steps": [r.steps_to(target) for r in runs],
-                         "curves": {r.seed: r.curve for r in runs}}))
+                        "s", median, min(reached, default=nan), max(reached, default=nan), len(runs),
+                        {"seconds": entry["seconds"], "steps": entry["steps"], "curves": summary["curves"]}))
     return rows
 
 

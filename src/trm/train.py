@@ -400,9 +400,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                                       "train_seconds": round(clock.seconds(), 3)})
                 logger.advance(step)
 
+                seconds = clock.seconds()  # before the pause: a checkpoint written now is not training time
                 with clock.pause():
                     checkpointer.save(step, carry)
-                    reached = evaluator.maybe(step, clock.seconds())
+                    reached = evaluator.maybe(step, seconds)
                 if reached:
                     checkpointer.save(step, carry, force=True)
                     if ddp.world_size > 1:

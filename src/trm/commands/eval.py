@@ -31,9 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="fixed: run every step (the reference); early: stop when the halting head fires")
     p.add_argument("--blank-ids", action="store_true", help="ablation: blank puzzle identifiers at test time")
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
-    p.add_argument("--dtype", choices=["train", "auto", "float32", "bfloat16"], default="train",
-                   help="activation dtype: train (default: the one the run trained with, unless bfloat16 is "
-                   "measured slower on this CPU), auto (measured), float32 or bfloat16")
+    add_dtype_argument(p)
     add_scaling_arguments(p)
     for name in TASKS:
         task_class(name).add_eval_arguments(p)
@@ -42,6 +40,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-batches", type=int)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=run)
+
+
+DTYPE_CHOICES = ("train", "auto", "float32", "bfloat16")
+"""`--dtype` of `trm eval` and `trm solve` (trm.runtime.INFERENCE_DTYPES, spelled out here so that
+building the command line does not import torch)."""
+
+
+def add_dtype_argument(p: argparse.ArgumentParser) -> None:
+    """The activation-dtype option, shared by `trm eval` and `trm solve`."""
+    p.add_argument("--dtype", choices=DTYPE_CHOICES, default="train",
+                   help="activation dtype: train (default: the one the run trained with, unless bfloat16 is "
+                   "measured slower on this CPU), auto (measured), float32 or bfloat16")
 
 
 def add_scaling_arguments(p: argparse.ArgumentParser) -> None:

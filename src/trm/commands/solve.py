@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from trm.cli import UsageError, input_errors
-from trm.commands.eval import add_scaling_arguments, scaling_from_args
+from trm.commands.eval import add_dtype_argument, add_scaling_arguments, scaling_from_args
 from trm.tasks import TASKS
 
 if TYPE_CHECKING:
@@ -35,9 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gif", help="write the answer after each step as an animated GIF")
     p.add_argument("--png", help="write the answer after each step as a strip (PNG)")
     p.add_argument("--raw", action="store_true", help="use the raw weights instead of the EMA")
-    p.add_argument("--dtype", choices=["train", "auto", "float32", "bfloat16"], default="train",
-                   help="activation dtype: train (default: the one the run trained with, unless bfloat16 is "
-                   "measured slower on this CPU), auto (measured), float32 or bfloat16")
+    add_dtype_argument(p)
     p.add_argument("--device", default="auto")
     add_scaling_arguments(p)
     p.set_defaults(func=run)
