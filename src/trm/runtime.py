@@ -8,8 +8,8 @@ the same everywhere:
 - CPU: measured. Whether bfloat16 beats float32 depends on the processor: with bf16 matrix units
   (AMX) it is ~6x faster, without them (AVX-512 alone, AVX2) it is 3x to 100x *slower*. A short
   probe times the model's own network f (forward and backward) at the run's batch and sequence
-  shape in both dtypes and keeps the faster. `torch.compile` fuses the element-wise work (1.2-1.4x
-  on the CPUs measured, docs/benchmarks.md) but costs a minute or two of compiling first, so under
+  shape in both dtypes and keeps the faster. `torch.compile` fuses the element-wise work (1.3-1.8x
+  in float32 on the AVX2-only CPU measured, docs/benchmarks.md) but costs a minute or two of compiling first, so under
   `auto` it is considered only for a run long enough to pay that back (an estimated 10 minutes of
   uncompiled training or more); then the network is compiled once as a probe and compile is
   switched on when the time it saves over the run exceeds twice the compile time.
