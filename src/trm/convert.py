@@ -17,8 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from trm.models import ACTModel, HRMConfig, ModelConfig, TransformerConfig, TRMConfig, build_model
-from trm.models.config import ConfigError
+from trm.models import ACTModel, HRMConfig, ModelConfig, TransformerConfig, TRMConfig
 
 # Class names (and module@class names of its YAML) -> our arch.
 _ARCHES = {
@@ -132,35 +131,24 @@ def load_reference_state_dict(model: ACTModel, reference: dict[str, Tensor]) -> 
 
 
 def load_reference_checkpoint(path: str | Path, *, device: torch.device | str | None = None,
-                              dtype: torch.dtype | None = None) -> ACTModel:
-    """A model from a reference checkpoint file and the `all_config.yaml` beside it.
+                              dtype: torch.dtype | None = None, data: str | Path | None = None,
+                              seq_len: int | None = None) -> ACTModel:
+    """A model from a reference checkpoint file and the `all_config.yaml` beside it (`trm.load` with the
+    reference's dtype unless `dtype` is given; `data` or `seq_len` where the weights leave seq_len open).
 
     The file is read with `torch.load(weights_only=True)`, which executes no code.
     """
-    import yaml
+    from trm.checkpoint import CheckpointError
+    from trm.loader import load, read_reference_config
 
     path = Path(path)
     config_path = path.parent / "all_config.yaml"
     if not config_path.is_file():
         raise ConversionError(f"{path}: no all_config.yaml beside it to say which model it holds")
     try:
-        arch_cfg = dict(yaml.safe_load(config_path.read_text())["arch"])
-    except (KeyError, TypeError, yaml.YAMLError) as e:
-        raise ConversionError(f"{config_path}: cannot read its 'arch' section ({e})") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for a corrupt file; say which file failed
-        raise ConversionError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
-    # Data-dependent sizes live outside the arch section in the reference; take them from the weights.
-    flat = {reference_name(k): v for k, v in state.items()}
-    arch_cfg.setdefault("vocab_size", flat["embed_tokens.embedding_weight"].shape[0])
-    if "puzzle_emb.weights" in flat:
-        arch_cfg.setdefault("num_puzzle_identifiers", flat["puzzle_emb.weights"].shape[0])
-    if "seq_len" not in arch_cfg:
-        raise ConversionError(f"{config_path}: needs seq_len in its arch section to rebuild the model")
-    try:
-        config, ref_dtype = config_from_reference(arch_cfg, arch_cfg["name"])
-    except ConfigError as e:
-        raise ConversionError(f"{config_path}: {e}") from None
-    model = build_model(config, dtype=dtype or ref_dtype, device=device)
-    return load_reference_state_dict(model, state)
+        if dtype is None:
+            arch = read_reference_config(config_path)["arch"]
+            dtype = getattr(torch, str(arch.get("forward_dtype", "bfloat16")))
+        return load(path, device=device, dtype=dtype, data=data, seq_len=seq_len).model
+    except CheckpointError as e:
+        raise ConversionError(str(e)) from None

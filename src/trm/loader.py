@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from trm.checkpoint import CheckpointError, Loaded, latest_checkpoint, load_checkpoint
+from trm.checkpoint import CheckpointError, Loaded, load_checkpoint
 from trm.models import ModelConfig, build_model
 
 # Weight files of the reference layouts, in order of preference; `step_<N>...` files come after these.
@@ -119,7 +119,7 @@ def _local(source: str | Path, *, use_ema: bool, cache_dir: str | Path | None) -
         return resolve(source, use_ema=use_ema, cache_dir=cache_dir)
     path = Path(source)
     if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint, folder or file (a Hub model is hf://owner/name)")
+        raise CheckpointError(f"{path}: not a checkpoint folder or file (nothing there; a Hub model is hf://owner/name)")
     return path
 
 
@@ -210,7 +210,7 @@ def reference_shapes(arch: dict[str, Any], state: dict[str, Tensor]) -> dict[str
 
 def _load_reference(path: Path, where: str, meta_data: Any, seq_len: int | None,
                     device: torch.device | str | None, dtype: torch.dtype | str) -> Loaded:
-    from trm.convert import ConversionError, config_from_reference, reference_arch, load_reference_state_dict
+    from trm.convert import ConversionError, config_from_reference, load_reference_state_dict, reference_arch
     from trm.models.config import ConfigError
 
     weights, config_path = _reference_files(path, where)
@@ -230,11 +230,11 @@ def _load_reference(path: Path, where: str, meta_data: Any, seq_len: int | None,
         meta_data, data_used = _recorded_dataset(recorded["data"])
     if seq_len is not None and inferred is not None and seq_len != inferred:
         raise MismatchError(f"{where}: seq_len={seq_len} was given, but the weights read {inferred} tokens")
-    final = seq_len or inferred or (meta_data.seq_len if meta_data is not None else None)
+    final = seq_len or inferred or arch.get("seq_len") or (meta_data.seq_len if meta_data is not None else None)
     if final is None:
         raise CheckpointError(
-            f"{where}: its sequence length is not stored ({'attention with rotary positions' if kind != 'transformer' else 'a transformer'}"
-            f": the reference rebuilds those tables from the dataset) and the weights do not determine it; "
+            f"{where}: its sequence length is not stored (with rotary or no positions the reference takes it from "
+            f"the dataset) and its {kind} weights do not determine it; "
             f"give the dataset it was trained on (--data DIR, or data=) or seq_len=N (81 for 9x9 Sudoku, "
             f"900 for 30x30 Maze and ARC)")
     values = {**arch, **{k: v for k, v in shapes.items() if k != "seq_len"}, "seq_len": final}

@@ -110,22 +110,26 @@ class Solver:
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, data: str | Path | None = None, task: str | None = None,
                         use_ema: bool = True, device: str = "auto", dtype: str = "train", **kwargs: Any) -> Solver:
-        """Load a checkpoint (or a run folder's latest); the task comes from `task`, else from the dataset
-        the run trained on (or `data`), else from the model's vocabulary and sequence length. `dtype`:
-        activations in the run's training dtype ("train"), "float32" or "bfloat16"."""
-        from trm.checkpoint import load_checkpoint
+        """Load a model from any source `trm.load` reads (a checkpoint or run folder, a reference or HRM
+        run, hf://owner/name); the task comes from `task`, else from the dataset the run trained on (or
+        `data`), else from the model's vocabulary and sequence length. `dtype`: activations in the run's
+        training dtype ("train"), "float32" or "bfloat16". A dataset the model does not fit is an error
+        (`trm.loader.check_fits`)."""
         from trm.data.format import load_dataset
+        from trm.loader import check_fits, load
         from trm.runtime import pick_device
 
         dev = pick_device(device)
-        loaded = load_checkpoint(path, use_ema=use_ema, device=dev, dtype=dtype)
+        loaded = load(path, data=data, use_ema=use_ema, device=dev, dtype=dtype)
         data_dir = data or loaded.meta.get("train", {}).get("data")
         dataset = load_dataset(data_dir) if data_dir and Path(data_dir, "train").is_dir() else None
+        if dataset is not None:
+            check_fits(loaded.config, dataset.train.meta, where=str(path), data=str(data_dir))
         declared = task or (dataset.train.meta.task if dataset is not None else None)
         c = loaded.config
         found = task_for(c.vocab_size, c.seq_len, declared)
         if found is None:
-            raise ValueError(f"{loaded.path}: cannot tell what task a model with vocab {c.vocab_size} and "
+            raise ValueError(f"{path}: cannot tell what task a model with vocab {c.vocab_size} and "
                              f"seq_len {c.seq_len} solves; pass task= ({', '.join(TASKS)})")
         identifiers = dataset.identifiers if dataset is not None else None
         return cls(loaded.model, found, device=dev, identifiers=identifiers, **kwargs)

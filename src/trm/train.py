@@ -33,7 +33,7 @@ import torch.distributed as dist
 
 from trm.checkpoint import CheckpointError, Trainable, latest_checkpoint, restore_training, save_training
 from trm.loss import act_loss
-from trm.models import ACTModel, Carry, build_model, config_from_dict
+from trm.models import ACTModel, Carry, ModelConfig, build_model, config_from_dict
 from trm.models.config import ConfigError
 from trm.runtime import COMPILE, DEVICES, DTYPE_CHOICES, NumericMode, numeric_mode, pick_device
 
@@ -81,7 +81,11 @@ class TrainConfig:
     """Steps between metric lines."""
     init_from: str | None = None
     """Start from these weights (fine-tuning): one of our checkpoint folders, or a checkpoint file
-    saved by the reference implementation (with its all_config.yaml beside it)."""
+    saved by the reference implementation (with its all_config.yaml beside it), or any source `trm.load`
+    reads (hf://owner/name, a reference or HRM run folder)."""
+    init_from_puzzle_rows: str = "check"
+    """A puzzle-embedding table of another size in `init_from`: check (an error naming both sizes) or reset
+    (every row starts afresh, for fine-tuning on other puzzles)."""
     stop_at_accuracy: float | None = None
     """End the run (with a final checkpoint) at the first evaluation whose held-out exact accuracy
     reaches this fraction (None: run every step)."""
@@ -193,7 +197,7 @@ def setup(cfg: TrainConfig) -> Run:
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model: ACTModel = build_model(model_cfg, dtype=mode.dtype, device=device)
     if cfg.init_from:
-        model.load_state_dict(_initial_weights(cfg.init_from))
+        model.load_state_dict(_initial_weights(cfg, model_cfg))
     parts = Trainable(
         model=model,
         optimizer=AdamATan2(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay),
@@ -427,15 +431,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
         logger.close()
 
 
-def _initial_weights(source: str) -> dict[str, torch.Tensor]:
-    """Weights to start from: our checkpoint (its EMA weights when present) or a reference checkpoint."""
-    from trm.checkpoint import load_checkpoint
-    from trm.convert import load_reference_checkpoint
+def _initial_weights(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Weights to start from: any source `trm.load` reads (its EMA weights when present), fitted to this run."""
+    from trm.loader import initial_weights
 
-    path = Path(source)
-    if path.is_dir():
-        return load_checkpoint(path).model.state_dict()
-    return load_reference_checkpoint(path).state_dict()
+    return initial_weights(str(cfg.init_from), model_cfg, data=cfg.data, puzzle_rows=cfg.init_from_puzzle_rows)
 
 
 def _maybe_compile(model: ACTModel, use_compile: bool):

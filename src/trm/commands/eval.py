@@ -1,8 +1,12 @@
-"""`trm eval CHECKPOINT [--data DIR] [--steps N] [--policy fixed|early] [--blank-ids] [--augment A] [--noise K]`.
+"""`trm eval SOURCE [--data DIR] [--limit N --seed S] [--steps N] [--policy fixed|early] [--blank-ids] [--augment A]`.
 
-Writes next to the checkpoint `eval-<tag>.json` (every number printed), `eval-<tag>.html` (per-step
-accuracy plot, right and wrong examples) and, for ARC, `submission-<tag>.json` (Kaggle format) with
-pass@k when the answers are known.
+SOURCE is anything `trm.load` reads: our run or checkpoint folder, a reference TRM or HRM run folder,
+a weights file with its config beside it, or hf://owner/name[/subfolder][@revision].
+
+Writes next to the checkpoint (for a Hub model: under ./evals/, or `--out DIR`) `eval-<tag>.json`
+(every number printed, with each accuracy's 95% confidence interval and the machine it ran on),
+`eval-<tag>.html` (per-step accuracy plot, right and wrong examples) and, for ARC,
+`submission-<tag>.json` (Kaggle format) with pass@k when the answers are known.
 """
 
 from __future__ import annotations
@@ -23,8 +27,13 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint: per-set accuracy and accuracy after each step")
-    p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its latest checkpoint)")
+    p.add_argument("checkpoint", metavar="SOURCE",
+                   help="a checkpoint or run folder (its latest checkpoint), a reference TRM / HRM run folder or "
+                        "weights file, or hf://owner/name[/subfolder][@revision]")
     p.add_argument("--data", help="dataset folder (default: the one the run trained on)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="evaluate a seeded random N examples of each test set (--seed), with a 95%% interval")
+    p.add_argument("--out", help="folder for the results (default: beside the checkpoint; ./evals/ for a Hub model)")
     p.add_argument("--task", choices=list(TASKS), help="what the tokens encode (default: from the dataset)")
     p.add_argument("--steps", type=int, help="supervision-step budget (default: N_sup of training)")
     p.add_argument("--policy", choices=["fixed", "early"], default="fixed",
@@ -65,7 +74,7 @@ def add_scaling_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--select", choices=["auto", "vote", "halt"], default="auto",
                    help="vote: most frequent answer (ties: halting confidence); halt: most confident answer; "
                         "auto: vote when augmenting, else halt")
-    g.add_argument("--seed", type=int, default=0, help="seeds the transforms and the noise")
+    g.add_argument("--seed", type=int, default=0, help="seeds the transforms and the noise (and eval's --limit subset)")
 
 
 def scaling_from_args(args: argparse.Namespace) -> Scaling | None:
@@ -81,21 +90,26 @@ def scaling_from_args(args: argparse.Namespace) -> Scaling | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trm.checkpoint import load_checkpoint
-    from trm.data.sampler import open_dataset
+    from trm.data.sampler import open_dataset, test_subset
     from trm.evaluate import EvalOptions, evaluate
+    from trm.loader import check_fits, describe, load
+    from trm.machine import machine_kind
     from trm.runtime import pick_device
     from trm.tasks import dataset_task, task_for
 
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: must be at least 1")
     scaling = scaling_from_args(args)
     device = pick_device(args.device)
-    loaded = load_checkpoint(args.checkpoint, use_ema=not args.raw, device=device, dtype=args.dtype)
+    loaded = load(args.checkpoint, data=args.data, use_ema=not args.raw, device=device, dtype=args.dtype)
+    print(describe(loaded), file=sys.stderr)
     print(f"numeric mode: {loaded.numeric}", file=sys.stderr)
     data_dir = args.data or loaded.meta.get("train", {}).get("data")
     if not data_dir:
-        raise UsageError(f"{loaded.path}: no dataset recorded; pass --data DIR")
+        raise UsageError(f"{args.checkpoint}: no dataset recorded; pass --data DIR")
     data = open_dataset(data_dir)
     meta = data.dataset.train.meta
+    check_fits(loaded.config, meta, where=args.checkpoint, data=str(data_dir))
     task = task_for(meta.vocab_size, meta.seq_len, args.task) if args.task else dataset_task(data.dataset)
     if task is not None and args.augment > 1 and task.no_augmentation:
         raise UsageError(task.no_augmentation)
@@ -103,16 +117,23 @@ def run(args: argparse.Namespace) -> int:
 
     options = EvalOptions(steps=args.steps, policy=args.policy, scaling=scaling, blank_ids=args.blank_ids,
                           keep_examples=0 if args.no_report else 4, max_batches=args.max_batches)
-    result = evaluate(loaded.model, data.test_batches(args.batch_size), options, device=device, task=task,
+    subset = test_subset(data.dataset.test, args.limit, args.seed) if args.limit and data.dataset.test else None
+    batches = with_progress(data.test_batches(args.batch_size, subset=subset), _examples(data, subset),
+                            args.batch_size, args.max_batches)
+    result = evaluate(loaded.model, batches, options, device=device, task=task,
                       collect=scorer.collect if scorer is not None else None)
-    report: dict[str, Any] = {"checkpoint": str(loaded.path), "data": str(data_dir),
-                              "task": task.name if task else None, "blank_ids": args.blank_ids,
-                              "dtype": str(loaded.model.dtype).removeprefix("torch."),
-                              "weights": "raw" if args.raw else "ema", **result.to_dict()}
+    report: dict[str, Any] = {"checkpoint": str(loaded.meta.get("source", loaded.path)), "data": str(data_dir),
+                              "format": loaded.meta.get("format"), "task": task.name if task else None,
+                              "blank_ids": args.blank_ids, "dtype": str(loaded.model.dtype).removeprefix("torch."),
+                              "weights": "raw" if args.raw else "ema", "limit": args.limit,
+                              "seed": args.seed if args.limit else None, "machine": machine_kind(),
+                              **result.to_dict()}
+    add_intervals(report)
     tag = f"{args.policy}-{result.budget}" + ("-blank" if args.blank_ids else "")
     tag += f"-aug{args.augment}" if args.augment > 1 else ""
     tag += f"-noise{args.noise}" if args.noise > 1 else ""
-    folder = Path(loaded.path)
+    tag += f"-limit{args.limit}-seed{args.seed}" if args.limit else ""
+    folder = results_folder(args, loaded)
     if scorer is not None and task is not None:
         report[task.name] = scorer.report(folder, tag)
     out = folder / f"eval-{tag}.json"
@@ -122,6 +143,48 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_report:
         print(f"wrote {_write_report(folder / f'eval-{tag}.html', report, result.examples, scorer)}")
     return 0
+
+
+def results_folder(args: argparse.Namespace, loaded: Any) -> Path:
+    """Where the results go: --out, else beside the checkpoint, else (a Hub model: the download cache is no
+    place for them) ./evals/<owner>--<name>."""
+    if args.out:
+        folder = Path(args.out)
+    elif str(args.checkpoint).startswith("hf://"):
+        folder = Path("evals") / str(args.checkpoint)[len("hf://"):].replace("/", "--").replace("@", "--")
+    else:
+        folder = Path(loaded.path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _examples(data: Any, subset: dict[str, Any] | None) -> int:
+    split = data.dataset.test
+    if split is None:
+        return 0
+    return sum(a.num_examples if subset is None else len(subset.get(name, [])) for name, a in split.sets.items())
+
+
+def with_progress(batches: Any, total: int, batch_size: int, max_batches: int | None) -> Any:
+    """The batches, with a progress bar on standard error (examples done, rate, time left)."""
+    from tqdm import tqdm
+
+    if max_batches is not None:
+        total = min(total, max_batches * batch_size)
+    with tqdm(total=total, unit="example", file=sys.stderr, dynamic_ncols=True, mininterval=1.0) as bar:
+        for batch in batches:
+            yield batch
+            bar.update(batch.real_rows)
+
+
+def add_intervals(report: dict[str, Any]) -> None:
+    """Each set's exact (and valid) accuracy gets its 95% Wilson interval."""
+    from trm.stats import wilson_interval
+
+    for r in report["sets"].values():
+        for key in ("exact_accuracy", "valid_accuracy"):
+            if key in r:
+                r[f"{key}_ci95"] = list(wilson_interval(round(r[key] * r["count"]), r["count"]))
 
 
 def _write_report(path: Path, report: dict[str, Any], examples: list[dict[str, Any]],
@@ -157,6 +220,13 @@ def format_table(report: dict, scorer: Scorer | None = None) -> str:
         valid = (f"{r['valid_accuracy']:>11.2%}" if "valid_accuracy" in r else f"{'-':>11}") if has_valid else ""
         lines.append(f"{name:<16}{r['count']:>8}{r['accuracy']:>11.2%}{r['exact_accuracy']:>11.2%}{valid}"
                      f"{r['mean_steps']:>12.2f}")
+    for name, r in report["sets"].items():
+        if "exact_accuracy_ci95" in r:
+            lo, hi = r["exact_accuracy_ci95"]
+            subset = f"a seeded random {r['count']} (--limit {report['limit']}, --seed {report['seed']})" \
+                if report.get("limit") else f"all {r['count']}"
+            lines.append(f"exact accuracy ({name}): {r['exact_accuracy']:.2%}, 95% interval {lo:.2%}-{hi:.2%} "
+                         f"over {subset} examples")
     for name, r in report["sets"].items():
         steps = "  ".join(f"{i + 1}:{a:.0%}" for i, a in enumerate(r["exact_accuracy_per_step"]))
         lines.append(f"exact accuracy after each step ({name}): {steps}")

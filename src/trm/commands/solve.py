@@ -1,4 +1,7 @@
-"""`trm solve CHECKPOINT PUZZLE [--trace]`: solve one puzzle (or a file of them) and show the reasoning.
+"""`trm solve SOURCE PUZZLE [--trace]`: solve one puzzle (or a file of them) and show the reasoning.
+
+SOURCE is anything `trm.load` reads: our run or checkpoint folder, a reference TRM or HRM run folder,
+or hf://owner/name[/subfolder][@revision].
 
 PUZZLE is the puzzle itself or a file holding it: a Sudoku line (81 characters, '.' or '0' for blanks;
 a file may hold one puzzle per line), a maze as text (rows of '#', ' ', 'S', 'G'), or an ARC task file
@@ -23,7 +26,9 @@ if TYPE_CHECKING:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("solve", help="solve a puzzle with a checkpoint and show the answer after each step")
-    p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its latest checkpoint)")
+    p.add_argument("checkpoint", metavar="SOURCE",
+                   help="a checkpoint or run folder, a reference TRM / HRM run folder or weights file, or "
+                        "hf://owner/name[/subfolder][@revision]")
     p.add_argument("puzzle", help="the puzzle as text, a file holding it, or '-' for standard input")
     p.add_argument("--trace", action="store_true", help="show the answer after every supervision step")
     p.add_argument("--data", help="dataset the model trained on (default: the run's; ARC needs its identifiers)")

@@ -144,29 +144,42 @@ class TestBatch(NamedTuple):
     """Real (unpadded) rows of this process's batch; rows from `real_rows` on are padding."""
 
 
-def iter_test_batches(split: Split, local_batch_size: int, *, rank: int = 0,
-                      world_size: int = 1) -> Iterator[TestBatch]:
+def iter_test_batches(split: Split, local_batch_size: int, *, rank: int = 0, world_size: int = 1,
+                      subset: dict[str, np.ndarray] | None = None) -> Iterator[TestBatch]:
     """Every example of every set once, in order: global batches of local_batch_size * world_size rows,
-    process r taking rows [r * local, (r + 1) * local); short batches padded to local_batch_size."""
+    process r taking rows [r * local, (r + 1) * local); short batches padded to local_batch_size.
+    `subset`: only these example indices of each set (`test_subset`)."""
     if local_batch_size <= 0 or not 0 <= rank < world_size:
         raise ValueError(f"need local_batch_size > 0 and 0 <= rank < world_size, got {local_batch_size}, {rank}, "
                          f"{world_size}")
     meta = split.meta
     global_batch = local_batch_size * world_size
     for name, a in split.sets.items():
-        n = a.num_examples
+        order = np.arange(a.num_examples) if subset is None else np.asarray(subset.get(name, []), np.int64)
+        n = len(order)
         example_puzzles = a.example_puzzles()
         for start in range(0, n, global_batch):
             lo = min(start + rank * local_batch_size, n)
             hi = min(lo + local_batch_size, start + global_batch, n)
             count = hi - lo
-            real = _gather(split, a, np.arange(lo, hi), example_puzzles[lo:hi])
+            rows = order[lo:hi]
+            real = _gather(split, a, rows, example_puzzles[rows])
             batch = {"inputs": np.full((local_batch_size, meta.seq_len), meta.pad_id, np.int32),
                      "labels": np.full((local_batch_size, meta.seq_len), IGNORE_LABEL_ID, np.int32),
                      "puzzle_identifiers": np.full(local_batch_size, meta.blank_identifier_id, np.int32)}
             for key, value in real.items():
                 batch[key][:count] = value
             yield TestBatch(name, batch, count)
+
+
+def test_subset(split: Split, limit: int, seed: int) -> dict[str, np.ndarray]:
+    """A seeded random `limit` examples of each set (all of a smaller set), in dataset order."""
+    out = {}
+    for i, (name, a) in enumerate(split.sets.items()):
+        n = a.num_examples
+        rng = np.random.default_rng([seed, i])
+        out[name] = np.sort(rng.choice(n, size=min(limit, n), replace=False)) if limit < n else np.arange(n)
+    return out
 
 
 class PuzzleData:
@@ -185,10 +198,12 @@ class PuzzleData:
     def steps_per_epoch(self, global_batch_size: int) -> int:
         return TrainSampler(self.dataset.train, global_batch_size).steps_per_epoch()
 
-    def test_batches(self, local_batch_size: int, *, rank: int = 0, world_size: int = 1) -> Iterator[TestBatch]:
+    def test_batches(self, local_batch_size: int, *, rank: int = 0, world_size: int = 1,
+                     subset: dict[str, np.ndarray] | None = None) -> Iterator[TestBatch]:
         if self.dataset.test is None:
             raise DataError(f"{self.dataset.root}: no test/ split to evaluate on")
-        return iter_test_batches(self.dataset.test, local_batch_size, rank=rank, world_size=world_size)
+        return iter_test_batches(self.dataset.test, local_batch_size, rank=rank, world_size=world_size,
+                                 subset=subset)
 
 
 def open_dataset(root: str | Path) -> PuzzleData:
