@@ -101,15 +101,30 @@ def load(source: str | Path, *, data: str | Path | None = None, seq_len: int | N
     path = _local(source, use_ema=use_ema, cache_dir=cache_dir)
     meta_data = _dataset_meta(data) if data is not None else None
     if path.is_dir() and ((path / "latest").is_file() or (path / "config.json").is_file()) and not _reference_dir(path):
+        if meta_data is not None:  # before building (and timing) anything
+            check_fits(_our_config(path), meta_data, where=where, data=str(data))
         loaded = load_checkpoint(path, use_ema=use_ema, device=device, dtype=dtype)
         loaded.meta.setdefault("format", "trm")
     else:
-        loaded = _load_reference(path, where, meta_data, seq_len, device, dtype)
+        loaded = _load_reference(path, where, meta_data, str(data), seq_len, device, dtype)
     loaded.meta["source"] = where
     if meta_data is not None:
-        check_fits(loaded.config, meta_data, where=where, data=str(data))
         loaded.meta.setdefault("train", {})["data"] = str(data)
     return loaded
+
+
+def _our_config(path: Path) -> ModelConfig:
+    from trm.checkpoint import read_meta
+    from trm.models import config_from_dict
+    from trm.models.config import ConfigError
+
+    folder = latest_checkpoint(path) if (path / "latest").is_file() else path
+    if folder is None:
+        raise CheckpointError(f"{path}: 'latest' names a checkpoint that does not exist")
+    try:
+        return config_from_dict(read_meta(folder)["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{folder / 'config.json'}: bad model config ({e})") from None
 
 
 def _local(source: str | Path, *, use_ema: bool, cache_dir: str | Path | None) -> Path:
@@ -208,7 +223,7 @@ def reference_shapes(arch: dict[str, Any], state: dict[str, Tensor]) -> dict[str
             "puzzle_emb_ndim": ndim, "seq_len": seq_len}
 
 
-def _load_reference(path: Path, where: str, meta_data: Any, seq_len: int | None,
+def _load_reference(path: Path, where: str, meta_data: Any, data: str, seq_len: int | None,
                     device: torch.device | str | None, dtype: torch.dtype | str) -> Loaded:
     from trm.convert import ConversionError, config_from_reference, load_reference_state_dict, reference_arch
     from trm.models.config import ConfigError
@@ -240,6 +255,8 @@ def _load_reference(path: Path, where: str, meta_data: Any, seq_len: int | None,
     values = {**arch, **{k: v for k, v in shapes.items() if k != "seq_len"}, "seq_len": final}
     try:
         config, trained_dtype = config_from_reference(values, str(arch["name"]))
+        if meta_data is not None:  # before building (and timing) anything
+            check_fits(config, meta_data, where=where, data=data_used or data)
         note = ""
         if isinstance(dtype, str):
             from trm.runtime import inference_mode
@@ -255,7 +272,6 @@ def _load_reference(path: Path, where: str, meta_data: Any, seq_len: int | None,
     meta: dict[str, Any] = {"model": config.to_dict(), "format": fmt, "weights_file": str(weights),
                             "reference_config": arch}
     if data_used is not None:
-        check_fits(config, meta_data, where=where, data=data_used)
         meta["train"] = {"data": data_used}
     step = _STEP.match(weights.name)
     if step:
