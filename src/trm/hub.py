@@ -47,8 +47,10 @@ def offline() -> bool:
     value = os.environ.get("HF_HUB_OFFLINE", "")
     if value.upper() in ("1", "ON", "YES", "TRUE"):
         return True
-    hub = _hub(None)
-    return bool(getattr(hub.constants, "HF_HUB_OFFLINE", False))
+    _hub(None)
+    from huggingface_hub import constants
+
+    return bool(getattr(constants, "HF_HUB_OFFLINE", False))
 
 
 def _hub(url: str | None) -> Any:

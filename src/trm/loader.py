@@ -371,6 +371,7 @@ def _shapes_depend_on(field: str) -> bool:
 def describe(loaded: Loaded) -> str:
     """One line: what was loaded."""
     c = loaded.config
-    return (f"{loaded.meta.get('source', loaded.path)}: {loaded.meta.get('format', 'trm')} {c.arch} "
-            f"({sum(p.numel() for p in loaded.model.parameters()) / 1e6:.2f}M parameters), vocab {c.vocab_size}, "
+    fmt = loaded.meta.get("format", "trm")
+    return (f"{loaded.meta.get('source', loaded.path)}: {c.arch.upper()} ({fmt} layout, "
+            f"{sum(p.numel() for p in loaded.model.parameters()) / 1e6:.2f}M parameters), vocab {c.vocab_size}, "
             f"seq_len {c.seq_len}, {c.num_puzzle_identifiers} puzzle identifiers")
