@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_data import write_copy_task
 
 import trm
-from tiny_data import write_copy_task
 from trm.checkpoint import CheckpointError
 from trm.cli import main
-
 
 _RUNS: dict[str, Path] = {}
 

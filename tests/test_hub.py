@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_published import DATA, assert_reference_logits, write_reference_run
 
 import trm
-from test_published import DATA, assert_reference_logits, write_reference_run
 from trm.checkpoint import CheckpointError
 from trm.hub import parse
 

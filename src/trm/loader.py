@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from trm.checkpoint import CheckpointError, Loaded, load_checkpoint
+from trm.checkpoint import CheckpointError, Loaded, latest_checkpoint, load_checkpoint
 from trm.models import ModelConfig, build_model
 
 # Weight files of the reference layouts, in order of preference; `step_<N>...` files come after these.
@@ -116,7 +116,6 @@ def load(source: str | Path, *, data: str | Path | None = None, seq_len: int | N
 def _our_config(path: Path) -> ModelConfig:
     from trm.checkpoint import read_meta
     from trm.models import config_from_dict
-    from trm.models.config import ConfigError
 
     folder = latest_checkpoint(path) if (path / "latest").is_file() else path
     if folder is None:
