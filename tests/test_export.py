@@ -104,3 +104,14 @@ def test_wilson_interval() -> None:
     assert lo == pytest.approx(0.8242, abs=1e-3) and hi == pytest.approx(0.8692, abs=1e-3)
     assert wilson_interval(0, 10)[0] == pytest.approx(0.0) and wilson_interval(10, 10)[1] == pytest.approx(1.0)
     assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_our_run_checked_against_another_dataset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from test_published import write_dataset
+
+    run = trained_run(tmp_path)
+    other = write_dataset(tmp_path / "other", ids=7, seq_len=6, vocab=6)
+    with pytest.raises(CheckpointError, match=r"the checkpoint has 2 puzzle identifiers, the dataset .* 7: "):
+        trm.load(run, data=other)
+    assert main(["solve", str(run), "1" * 6, "--data", str(other), "--device", "cpu", "--dtype", "float32"]) == 2
+    assert "has 2 puzzle identifiers" in capsys.readouterr().err

@@ -434,6 +434,12 @@ def run_benchmarks(quick: bool = False, only: str | None = None, device: torch.d
             with _announce(f"infer.{shape_name}", rows):
                 rows += bench_inference(SHAPE_BY_NAME[shape_name], infer_dtype, device)
 
+    if not quick and wanted("halting"):
+        from trm.halting_bench import bench_halting
+
+        with _announce("halting", rows):
+            rows += bench_halting(device)
+
     for mode in (ckpt_mode,) if quick else dict.fromkeys((ckpt_mode, "fp32")):
         if wanted(f"memory.trm_mlp.{mode}"):
             with _announce(f"memory.trm_mlp.{mode}", rows):
