@@ -59,6 +59,8 @@ def test_export_round_trips_bit_exactly_with_a_model_card(tmp_path: Path, capsys
         la = original.model.eval()(original.model.initial_carry(batch), batch)[1].logits
         lb = exported.model.eval()(exported.model.initial_carry(batch), batch)[1].logits
     assert torch.equal(la, lb)
+    bare = trm.load(out / "model.safetensors").model.state_dict()  # a weights file with config.json beside it
+    assert all(torch.equal(bare[k], a[k]) for k in a)
 
     card = (out / "README.md").read_text()
     accuracy = f"{100 * report['sets']['all']['exact_accuracy']:.2f}%"

@@ -58,7 +58,8 @@ def schedules(batch: int, n_sup: int, seed: int = 0) -> dict[str, np.ndarray]:
             "early-heavy": np.minimum(rng.geometric(0.25, batch), n_sup)}
 
 
-def bench_halting(device: torch.device, runs: int = 1, batch: int = 8, config: dict[str, Any] | None = None) -> list[Row]:
+def bench_halting(device: torch.device, runs: int = 1, batch: int = 8,
+                  config: dict[str, Any] | None = None) -> list[Row]:
     """Rows: puzzles/s under each schedule, with the mean steps, the speed-up over the full budget and the
     ideal speed-up (N_sup / mean steps)."""
     cfg = TRMConfig(**{**SUDOKU_MLP, **(config or {}), "num_puzzle_identifiers": batch})

@@ -67,8 +67,8 @@ def pick_files(names: list[str], use_ema: bool = True) -> list[str]:
     Empty when the names hold no model this loader knows."""
     have = set(names)
     if "config.json" in have and ({"model.safetensors", "ema.safetensors"} & have):
-        weights = "ema.safetensors" if use_ema and "ema.safetensors" in have else "model.safetensors"
-        return ["config.json", weights] if weights in have else []
+        ours = "ema.safetensors" if use_ema and "ema.safetensors" in have else "model.safetensors"
+        return ["config.json", ours] if ours in have else []
     config = next((c for c in _REFERENCE_CONFIGS if c in have), None)
     weights = reference_weights(names)
     return [config, weights] if config and weights else []
@@ -100,6 +100,8 @@ def load(source: str | Path, *, data: str | Path | None = None, seq_len: int | N
     where = str(source)
     path = _local(source, use_ema=use_ema, cache_dir=cache_dir)
     meta_data = _dataset_meta(data) if data is not None else None
+    if path.is_file() and path.suffix == ".safetensors" and (path.parent / "config.json").is_file():
+        path, use_ema = path.parent, path.name == "ema.safetensors"  # one of our weights files: its folder
     if path.is_dir() and ((path / "latest").is_file() or (path / "config.json").is_file()) and not _reference_dir(path):
         if meta_data is not None:  # before building (and timing) anything
             check_fits(_our_config(path), meta_data, where=where, data=str(data))
