@@ -20,8 +20,8 @@ from trm.layers import Block, ConvSwiGLU
 from trm.loss import act_loss, stablemax_cross_entropy, step_weights
 from trm.models import ConfigError, TRMConfig, build_model
 from trm.models.act import Carry, StepOutput
-from trm.tasks import IDENTITY
 from trm.optim import AdamATan2, MuonAdamATan2, muon_parameters, orthogonalize
+from trm.tasks import IDENTITY
 from trm.train import TrainConfig, train
 
 

@@ -138,7 +138,7 @@ def _weighted_act_loss(carry: Carry, out: StepOutput, loss_type: str, decay: flo
     mask = labels != IGNORE_LABEL_ID
     divisor = mask.sum(-1).clamp_min(1)
     answers = [*out.recursion_logits, out.logits]
-    lm = sum(LOSSES[loss_type](logits, labels, mask).sum(-1) / divisor for logits in answers) / len(answers)
+    lm = torch.stack([LOSSES[loss_type](logits, labels, mask).sum(-1) / divisor for logits in answers]).mean(0)
     halt = F.binary_cross_entropy_with_logits(out.q_halt, plain.seq_correct.to(out.q_halt.dtype), reduction="none")
     if out.target_q_continue is not None:
         halt = halt + F.binary_cross_entropy_with_logits(out.q_continue, out.target_q_continue, reduction="none")
@@ -150,6 +150,7 @@ def _weighted_act_loss(carry: Carry, out: StepOutput, loss_type: str, decay: flo
             raise ValueError(f"{per_example.shape[0]} slots are not groups of {group} copies")
         winner = lm.detach().view(-1, group).argmin(-1, keepdim=True)
         per_example = per_example.view(-1, group).gather(-1, winner)
+        lm = lm.view(-1, group).gather(-1, winner)  # the logged token loss is the winners'
     plain.metrics["lm_loss"] = lm.sum().detach()
     return LossOutput(total=per_example.sum(), lm_loss=lm.sum(), q_halt_loss=plain.q_halt_loss,
                       q_continue_loss=plain.q_continue_loss, metrics=plain.metrics, preds=plain.preds,

@@ -205,7 +205,8 @@ def orthogonalize(g: Tensor, steps: int = 5) -> Tensor:
 def muon_parameters(model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
     """(matrices for Muon, the rest for AdamATan2): the 2-D weights of the network, not the token and
     position embeddings or the output and halting heads, which Muon is not meant for."""
-    matrices, rest = [], []
+    matrices: list[Tensor] = []
+    rest: list[Tensor] = []
     for name, p in _unwrap(model).named_parameters():
         head = name.startswith(("embed.", "lm_head.", "q_head."))
         (matrices if p.ndim == 2 and not head else rest).append(p)

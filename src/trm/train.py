@@ -232,8 +232,9 @@ def _optimizer(cfg: TrainConfig, model: ACTModel) -> torch.optim.Optimizer:
     betas = (cfg.beta1, cfg.beta2)
     if cfg.optimizer == "muon":
         matrices, rest = muon_parameters(model)
-        return MuonAdamATan2([{"params": matrices, "muon": True, "lr_ratio": cfg.muon_lr_ratio}, {"params": rest}],
-                             lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+        groups: list[dict[str, Any]] = [{"params": matrices, "muon": True, "lr_ratio": cfg.muon_lr_ratio},
+                                        {"params": rest}]
+        return MuonAdamATan2(groups, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
     return AdamATan2(model.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
 
 
