@@ -102,7 +102,7 @@ def measure(args: argparse.Namespace) -> None:
     else:
         costs = step_costs(args.recipe, data, out, rounds=args.cost_rounds, steps=args.cost_steps)
         costs_file.write_text(json.dumps(costs, indent=1))
-    base_steps = int(args.budget / costs["baseline"])
+    base_steps = args.base_steps or int(args.budget / costs["baseline"])
 
     def save(record: dict[str, Any]) -> None:
         records.append(record)
@@ -176,6 +176,8 @@ def main() -> None:
     p.add_argument("--recipe", default="sudoku6-cpu")
     p.add_argument("--data", help="a built dataset (default: the demo's, built under --out)")
     p.add_argument("--budget", type=float, default=120.0, help="training seconds of the baseline per run")
+    p.add_argument("--base-steps", type=int, help="the baseline's steps instead of --budget (the others get the "
+                   "same time at their measured relative cost; for a machine too busy to time the budget)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--cost-steps", type=int, default=20, help="steps of each interleaved cost measurement")
     p.add_argument("--cost-rounds", type=int, default=2, help="interleaved rounds of cost measurement")
