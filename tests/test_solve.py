@@ -248,3 +248,20 @@ def test_checkpoints_load_in_the_dtype_they_trained_with(tmp_path: Path, monkeyp
     slower = load_checkpoint(ckpt, dtype="train")
     assert slower.model.dtype == torch.float32 and "not the training dtype" in slower.numeric
     assert load_checkpoint(ckpt, dtype="bfloat16").model.dtype == torch.bfloat16  # asked for by name
+
+
+def test_eval_and_solve_take_the_halt_first_ensemble_and_step_noise(tmp_path: Path, sudoku_ckpt: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    data = tmp_path / "sudoku4"
+    sudoku.build_dataset(data, sudoku.SudokuBuildConfig(source="generate", n=4, count=40, test_fraction=0.5,
+                                                        generator=sudoku.GeneratorConfig(n=4)))
+    ckpt = _checkpoint(tmp_path / "ckpt", vocab=6, seq_len=16, data=data)
+    assert main(["eval", str(ckpt), "--device", "cpu", "--noise", "3", "--step-noise", "0.2", "--select", "first",
+                 "--steps", "3", "--no-report"]) == 0
+    report = json.loads((ckpt / "eval-fixed-3-noise3-stepnoise0.2-first.json").read_text())
+    assert report["scaling"]["select"] == "first" and report["scaling"]["step_noise"] == 0.2
+    assert report["cost"]["supervision_steps_per_example"] <= 3 * 3
+    assert main(["eval", str(ckpt), "--device", "cpu", "--step-noise", "0.2", "--no-report"]) == 2
+    assert "noise >= 2" in capsys.readouterr().err
+    assert main(["solve", str(sudoku_ckpt), HARD, "--device", "cpu", "--noise", "2", "--select", "first"]) == 0
+    assert "answer:" in capsys.readouterr().out

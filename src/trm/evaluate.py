@@ -140,18 +140,19 @@ class Trajectory(NamedTuple):
 
 @torch.no_grad()
 def run_steps(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str = "fixed", *,
-              noise_scale: float = 0.0, generator: torch.Generator | None = None) -> Trajectory:
+              noise_scale: float = 0.0, step_noise: float = 0.0,
+              generator: torch.Generator | None = None) -> Trajectory:
     """Run `steps` supervision steps from a fresh state (perturbed by Gaussian noise of standard deviation
-    `noise_scale` when it is positive). The early policy stops where the model would halt in training
-    (q_halt > 0, or q_halt > q_continue for models that halt on the continue head); rows that stopped
-    leave the batch, so early exit saves compute."""
+    `noise_scale` when it is positive, and by noise of `step_noise` before every later step, as PTRM does,
+    arXiv 2605.19943). The early policy stops where the model would halt in training (q_halt > 0, or
+    q_halt > q_continue for models that halt on the continue head); rows that stopped leave the batch, so
+    early exit saves compute."""
     check_policy(policy)
     size = batch["inputs"].shape[0]
     device = batch["inputs"].device
     state = model.reset_state(model.initial_state(size, device), torch.ones(size, dtype=torch.bool, device=device))
     if noise_scale > 0:
-        state = {k: v + noise_scale * torch.randn(v.shape, generator=generator, device=v.device).to(v.dtype)
-                 for k, v in state.items()}
+        state = _add_noise(state, noise_scale, generator)
     stopped = torch.full((size,), steps, dtype=torch.long, device=device)
     rows = torch.arange(size, device=device)  # rows still running; `state` and `data` hold only these
     data = batch
@@ -160,6 +161,8 @@ def run_steps(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str
     trace: list[Tensor] = []
     q_trace: list[Tensor] = []
     for k in range(steps):
+        if k and step_noise > 0:
+            state = _add_noise(state, step_noise, generator)
         state, logits, q_halt, q_continue = model.step(state, data)
         answer, q_last = answer.clone(), q_last.clone()  # rows that stopped keep their answer
         answer[rows], q_last[rows] = logits.argmax(-1), q_halt.float()
@@ -180,6 +183,14 @@ def run_steps(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str
     return Trajectory(answer, stopped, stopped, q_last, trace, q_trace)
 
 
+def _add_noise(state: dict[str, Tensor], scale: float | Tensor, generator: torch.Generator | None) -> dict[str, Tensor]:
+    """The state plus Gaussian noise of standard deviation `scale` (a number, or one per row [B])."""
+    if isinstance(scale, Tensor):
+        scale = scale.view(-1, *([1] * (next(iter(state.values())).ndim - 1)))
+    return {k: v + (scale * torch.randn(v.shape, generator=generator, device=v.device)).to(v.dtype)
+            for k, v in state.items()}
+
+
 @dataclass(frozen=True)
 class Scaling:
     """Test-time scaling: more than one answer per example, and a rule to pick one.
@@ -189,14 +200,20 @@ class Scaling:
       transformed back before the choice.
     - `noise` trajectories per view: the first from the usual initial state, the others from the initial
       state plus Gaussian noise of standard deviation `noise_scale`.
+      With `step_noise` > 0 those trajectories also get noise of that deviation before every later step
+      (PTRM, arXiv 2605.19943).
     - `select`: "vote" takes the answer given most often (ties: the highest mean sigmoid(q_halt));
       "halt" takes the answer whose halting head is most confident. "auto": vote when augmenting, else halt.
-    Cost: augment x noise times the supervision steps of one answer.
+      "first" is the halt-first ensemble ("Speed is Confidence", arXiv 2601.19085): all runs go step by
+      step together and an example stops at the first step where any of its runs halts, with that run's
+      answer (several: the most confident); runs that never halt end at the budget like "halt".
+    Cost: augment x noise times the supervision steps of one answer ("first": up to the first halt).
     """
 
     augment: int = 1
     noise: int = 1
     noise_scale: float = 0.1
+    step_noise: float = 0.0
     select: str = "auto"
     seed: int = 0
 
@@ -206,8 +223,12 @@ class Scaling:
                              f"{self.augment} and {self.noise}")
         if self.noise > 1 and not self.noise_scale > 0:
             raise ValueError(f"noise trajectories need noise_scale > 0, got {self.noise_scale}")
-        if self.select not in ("auto", "vote", "halt"):
-            raise ValueError(f"unknown selection {self.select!r}: choose auto, vote or halt")
+        if self.select not in ("auto", "vote", "halt", "first"):
+            raise ValueError(f"unknown selection {self.select!r}: choose auto, vote, halt or first")
+        if self.step_noise < 0:
+            raise ValueError(f"step_noise is a standard deviation and must be >= 0, got {self.step_noise}")
+        if self.step_noise > 0 and self.noise == 1:
+            raise ValueError("step_noise perturbs the noise trajectories: it needs noise >= 2")
 
     @property
     def runs(self) -> int:
@@ -219,7 +240,7 @@ class Scaling:
 
     def to_dict(self) -> dict[str, Any]:
         return {"augment": self.augment, "noise": self.noise, "noise_scale": self.noise_scale,
-                "select": self.rule, "seed": self.seed, "runs": self.runs}
+                "step_noise": self.step_noise, "select": self.rule, "seed": self.seed, "runs": self.runs}
 
 
 def select_by_halt(answers: Tensor, confidence: Tensor) -> Tensor:
@@ -281,16 +302,19 @@ def predict(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str =
     step's choice); `cost` then counts the supervision steps of all runs together."""
     if scaling is None or scaling.runs == 1:
         return run_steps(model, batch, steps, policy)
+    views = original_view(task, scaling, batch_index) + augmented_views(task, scaling, batch_index)
+    if scaling.rule == "first":
+        return halt_first(model, batch, steps, scaling, views, batch_index)
     device = batch["inputs"].device
     inputs = batch["inputs"].cpu().numpy()
-    views = original_view(task, scaling, batch_index) + augmented_views(task, scaling, batch_index)
     traces, q_traces, cost = [], [], torch.zeros_like(batch["labels"][:, 0], dtype=torch.long)
     generator = torch.Generator(device=device)
     for v, view in enumerate(views):
         seen = {**batch, "inputs": torch.as_tensor(view.apply(inputs), device=device)}
         for noise_scale, seed in noise_seeds(scaling, batch_index, v):
             generator.manual_seed(seed)
-            run = run_steps(model, seen, steps, policy, noise_scale=noise_scale, generator=generator)
+            run = run_steps(model, seen, steps, policy, noise_scale=noise_scale,
+                            step_noise=scaling.step_noise if noise_scale else 0.0, generator=generator)
             traces.append([torch.as_tensor(view.invert(t.cpu().numpy()), device=device).long() for t in run.trace])
             q_traces.append(run.q_trace)
             cost = cost + run.cost
@@ -302,6 +326,66 @@ def predict(model: ACTModel, batch: dict[str, Tensor], steps: int, policy: str =
         q_per_step.append(q_k.gather(0, chosen[None])[0])
     final, q_final = per_step[-1], q_per_step[-1]
     return Trajectory(final, torch.full_like(cost, steps), cost, q_final, per_step, q_per_step)
+
+
+@torch.no_grad()
+def halt_first(model: ACTModel, batch: dict[str, Tensor], steps: int, scaling: Scaling, views: list[Augmentation],
+               batch_index: int = 0) -> Trajectory:
+    """The halt-first ensemble (`Scaling.select == "first"`): every view x noise run of each example steps in
+    one batch; an example ends at the first step where one of its runs halts and takes that run's answer
+    (the most confident of those halting); until then, and at the budget, the most confident run's answer."""
+    device = batch["inputs"].device
+    size = batch["inputs"].shape[0]
+    inputs = batch["inputs"].cpu().numpy()
+    runs = [(view, scale) for v, view in enumerate(views) for scale, _ in noise_seeds(scaling, batch_index, v)]
+    R = len(runs)
+    seen = [torch.as_tensor(view.apply(inputs), device=device) for view in views]
+    view_of_run = [v for v, view in enumerate(views) for _ in noise_seeds(scaling, batch_index, v)]
+    data = {k: torch.cat([seen[view_of_run[r]] if k == "inputs" else t for r in range(R)]) for k, t in batch.items()}
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(np.random.SeedSequence([scaling.seed, batch_index, 1]).generate_state(1)[0]))
+    scales = torch.tensor([scale for _, scale in runs], device=device).repeat_interleave(size)
+    state = model.reset_state(model.initial_state(R * size, device), torch.ones(R * size, dtype=torch.bool,
+                                                                                device=device))
+    if bool((scales > 0).any()):
+        state = _add_noise(state, scales, generator)
+    alive = torch.arange(size, device=device)  # examples still running: rows r * len(alive) + e
+    answer = torch.zeros_like(batch["inputs"], dtype=torch.long)
+    q_last = torch.zeros(size, device=device)
+    stopped = torch.full((size,), steps, dtype=torch.long, device=device)
+    cost = torch.zeros(size, dtype=torch.long, device=device)
+    trace: list[Tensor] = []
+    q_trace: list[Tensor] = []
+    for k in range(steps):
+        if k and scaling.step_noise > 0:
+            state = _add_noise(state, (scales > 0) * scaling.step_noise, generator)
+        state, logits, q_halt, q_continue = model.step(state, data)
+        n = alive.numel()
+        cost[alive] += R
+        preds = logits.argmax(-1).view(R, n, -1).cpu().numpy()
+        answers = torch.stack([torch.as_tensor(runs[r][0].invert(preds[r]), device=device).long() for r in range(R)])
+        q = q_halt.float().view(R, n)
+        halts = ((q_halt > q_continue) if model.halt_on_continue else (q_halt > 0)).view(R, n)
+        fired = halts.any(0)
+        pick = torch.where(fired, torch.where(halts, q, -torch.inf).argmax(0), q.argmax(0))
+        answer, q_last = answer.clone(), q_last.clone()
+        answer[alive] = answers.gather(0, pick.view(1, -1, 1).expand(1, *answers.shape[1:]))[0]
+        q_last[alive] = q.gather(0, pick[None])[0]
+        trace.append(answer)
+        q_trace.append(q_last)
+        if k < steps - 1 and bool(fired.any()):
+            stopped[alive[fired]] = k + 1
+            keep = ~fired
+            alive = alive[keep]
+            rows = keep.repeat(R)
+            state = {name: v[rows] for name, v in state.items()}
+            data = {name: v[rows] for name, v in data.items()}
+            scales = scales[rows]
+            if alive.numel() == 0:
+                break
+    trace += [answer] * (steps - len(trace))
+    q_trace += [q_last] * (steps - len(q_trace))
+    return Trajectory(answer, stopped, cost, q_last, trace, q_trace)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -89,6 +89,30 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
+class ConvSwiGLU(SwiGLU):
+    """SwiGLU with local mixing over the token grid (URM's ConvSwiGLU, in 2-D):
+    `down(silu(conv(silu(gate(x)) * up(x))))`, where conv is a depthwise k x k convolution over the
+    rows x columns grid of the tokens; the prefix positions (puzzle embedding) skip the convolution."""
+
+    def __init__(self, width: int, expansion: float, kernel: int, grid: tuple[int, int], prefix: int) -> None:
+        super().__init__(width, expansion)
+        inner = swiglu_width(width, expansion)
+        conv = nn.Conv2d(inner, inner, kernel, groups=inner)  # for PyTorch's default initialisation
+        self.conv_weight = nn.Parameter(conv.weight.detach().clone())
+        self.conv_bias = nn.Parameter(conv.bias.detach().clone())  # type: ignore[union-attr]
+        self.grid, self.prefix, self.kernel = grid, prefix, kernel
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        h = F.silu(gate) * up
+        batch, _, inner = h.shape
+        cells = h[:, self.prefix:].transpose(1, 2).reshape(batch, inner, *self.grid)
+        cells = F.conv2d(cells, self.conv_weight.to(h.dtype), self.conv_bias.to(h.dtype),
+                         padding=self.kernel // 2, groups=inner)
+        h = torch.cat((h[:, :self.prefix], cells.flatten(2).transpose(1, 2)), dim=1)
+        return self.down(F.silu(h))
+
+
 class RotaryEmbedding(nn.Module):
     """Cos/sin tables of rotary position embeddings for every position (prefix included)."""
 
@@ -150,7 +174,7 @@ class Block(nn.Module):
     """
 
     def __init__(self, hidden_size: int, num_heads: int, expansion: float, eps: float,
-                 token_mlp_width: int | None = None) -> None:
+                 token_mlp_width: int | None = None, mlp: SwiGLU | None = None) -> None:
         super().__init__()
         self.eps = eps
         self.attn: Attention | None = None
@@ -159,7 +183,7 @@ class Block(nn.Module):
             self.token_mlp = SwiGLU(token_mlp_width, expansion)
         else:
             self.attn = Attention(hidden_size, num_heads)
-        self.mlp = SwiGLU(hidden_size, expansion)
+        self.mlp = mlp or SwiGLU(hidden_size, expansion)
 
     def forward(self, h: Tensor, cos_sin: CosSin | None) -> Tensor:
         if self.token_mlp is not None:

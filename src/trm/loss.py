@@ -6,6 +6,15 @@ Per supervision step, as the reference computes it:
 - continue loss (only with a continue target): binary cross-entropy of q_continue against it;
 - total = lm + 0.5 * (halt + continue). The trainer divides by the global batch size.
 Metrics are sums over slots that halted at this step and have labels; divide by `count`.
+
+Research options (all off by default, leaving the published loss unchanged):
+- `step_weight_decay` lambda < 1: the loss of an example's k-th supervision step is weighted by
+  lambda^(k-1), normalised so that the weights of steps 1..N_sup average 1 (CGAR's decaying
+  supervision weights, arXiv 2511.08653);
+- a dense per-recursion loss: with the model's `recursion_loss`, the token loss is the mean over the
+  answers after every recursion (`StepOutput.recursion_logits` and the final one);
+- winner-take-all over `group` = K latents: consecutive slots are K copies of one example started
+  from different initial latents; only the copy with the lowest token loss is trained.
 """
 
 from __future__ import annotations
@@ -73,10 +82,21 @@ class LossOutput:
     """Whether each slot's prediction is entirely right, bool [batch]."""
 
 
-def act_loss(carry: Carry, out: StepOutput, loss_type: str = "stablemax") -> LossOutput:
-    """Losses and metrics for the step that produced (`carry`, `out`)."""
+def step_weights(steps: Tensor, max_steps: int, decay: float) -> Tensor:
+    """lambda^(k-1) for an example at its k-th supervision step, scaled so that steps 1..max_steps average 1."""
+    powers = decay ** torch.arange(max_steps, dtype=torch.float64, device=steps.device)
+    table = powers * (max_steps / powers.sum())
+    return table[(steps.long() - 1).clamp(0, max_steps - 1)]
+
+
+def act_loss(carry: Carry, out: StepOutput, loss_type: str = "stablemax", *, step_weight_decay: float = 1.0,
+             max_steps: int = 16, group: int = 1) -> LossOutput:
+    """Losses and metrics for the step that produced (`carry`, `out`); `step_weight_decay` < 1 (with the
+    model's N_sup as `max_steps`) and `group` > 1 are the research options of the module docstring."""
     if loss_type not in LOSSES:
         raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {sorted(LOSSES)}")
+    if step_weight_decay != 1.0 or group > 1 or out.recursion_logits:
+        return _weighted_act_loss(carry, out, loss_type, step_weight_decay, max_steps, group)
     labels = carry.data["labels"]
     mask = labels != IGNORE_LABEL_ID
     counts = mask.sum(-1)
@@ -107,3 +127,31 @@ def act_loss(carry: Carry, out: StepOutput, loss_type: str = "stablemax") -> Los
         halting = q_halt_loss + q_continue_loss
     return LossOutput(total=lm_loss + 0.5 * halting, lm_loss=lm_loss, q_halt_loss=q_halt_loss,
                       q_continue_loss=q_continue_loss, metrics=metrics, preds=preds, seq_correct=seq_correct)
+
+
+def _weighted_act_loss(carry: Carry, out: StepOutput, loss_type: str, decay: float, max_steps: int,
+                       group: int) -> LossOutput:
+    """`act_loss` with per-example terms: step weights, the dense recursion loss and winner-take-all."""
+    plain = act_loss(carry, StepOutput(logits=out.logits, q_halt=out.q_halt, q_continue=out.q_continue,
+                                       target_q_continue=out.target_q_continue), loss_type)
+    labels = carry.data["labels"]
+    mask = labels != IGNORE_LABEL_ID
+    divisor = mask.sum(-1).clamp_min(1)
+    answers = [*out.recursion_logits, out.logits]
+    lm = torch.stack([LOSSES[loss_type](logits, labels, mask).sum(-1) / divisor for logits in answers]).mean(0)
+    halt = F.binary_cross_entropy_with_logits(out.q_halt, plain.seq_correct.to(out.q_halt.dtype), reduction="none")
+    if out.target_q_continue is not None:
+        halt = halt + F.binary_cross_entropy_with_logits(out.q_continue, out.target_q_continue, reduction="none")
+    per_example = lm + 0.5 * halt
+    if decay != 1.0:
+        per_example = per_example * step_weights(carry.steps, max_steps, decay).to(per_example.dtype)
+    if group > 1:
+        if per_example.shape[0] % group:
+            raise ValueError(f"{per_example.shape[0]} slots are not groups of {group} copies")
+        winner = lm.detach().view(-1, group).argmin(-1, keepdim=True)
+        per_example = per_example.view(-1, group).gather(-1, winner)
+        lm = lm.view(-1, group).gather(-1, winner)  # the logged token loss is the winners'
+    plain.metrics["lm_loss"] = lm.sum().detach()
+    return LossOutput(total=per_example.sum(), lm_loss=lm.sum(), q_halt_loss=plain.q_halt_loss,
+                      q_continue_loss=plain.q_continue_loss, metrics=plain.metrics, preds=plain.preds,
+                      seq_correct=plain.seq_correct)

@@ -32,6 +32,8 @@ from torch.optim.optimizer import Optimizer, ParamsT
 
 __all__ = [
     "AdamATan2",
+    "MuonAdamATan2",
+    "orthogonalize",
     "EMA",
     "SignSGDEmbedding",
     "SparseEmbedding",
@@ -178,6 +180,107 @@ class AdamATan2(Optimizer):
                 continue
             for key in ("exp_avg", "exp_avg_sq"):
                 self.state[p][key] = saved[key].to(device=p.device, dtype=self._state_dtype(p), copy=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Muon for the matrices of the recursive network, AdamATan2 for the rest
+# ---------------------------------------------------------------------------------------------------------
+
+
+def orthogonalize(g: Tensor, steps: int = 5) -> Tensor:
+    """The nearest semi-orthogonal matrix to `g` (U V^T of its SVD), approximately, by Muon's quintic
+    Newton-Schulz iteration in float32: singular values are pushed into roughly [0.7, 1.2]."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.float()
+    tall = x.shape[0] > x.shape[1]
+    if tall:
+        x = x.T
+    x = x / (x.norm() + 1e-7)  # singular values <= 1, where the iteration converges
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+def muon_parameters(model: nn.Module) -> tuple[list[Tensor], list[Tensor]]:
+    """(matrices for Muon, the rest for AdamATan2): the 2-D weights of the network, not the token and
+    position embeddings or the output and halting heads, which Muon is not meant for."""
+    matrices: list[Tensor] = []
+    rest: list[Tensor] = []
+    for name, p in _unwrap(model).named_parameters():
+        head = name.startswith(("embed.", "lm_head.", "q_head."))
+        (matrices if p.ndim == 2 and not head else rest).append(p)
+    return matrices, rest
+
+
+class MuonAdamATan2(AdamATan2):
+    """Muon (momentum, then orthogonalised updates) for the groups marked `muon`, AdamATan2 for the others.
+
+    For a matrix W [out, in] with gradient G at a Muon step:
+
+        B <- momentum * B + G;   U = G + momentum * B (Nesterov)
+        W <- W * (1 - lr * wd) - lr * 0.2 * sqrt(max(out, in)) * orthogonalize(U)
+
+    The 0.2 * sqrt(max(out, in)) factor gives the update the root-mean-square of an Adam update, so the
+    Muon groups can share the AdamATan2 learning rate and schedule (a group's `lr_ratio` scales it).
+
+        matrices, rest = muon_parameters(model)
+        opt = MuonAdamATan2([{"params": matrices, "muon": True}, {"params": rest}], lr=1e-4, weight_decay=1.0)
+    """
+
+    def __init__(self, params: ParamsT, lr: LR = 1e-3, betas: tuple[float, float] = (0.9, 0.95),
+                 weight_decay: float = 0.0, momentum: float = 0.95) -> None:
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+        super().__init__(params, lr=lr, betas=betas, weight_decay=weight_decay)
+        for group in self.param_groups:
+            group.setdefault("muon", False)
+            group.setdefault("momentum", momentum)
+            group.setdefault("lr_ratio", 1.0)
+            if group["muon"] and any(p.ndim != 2 for p in group["params"]):
+                raise ValueError("Muon groups take matrices (2-D parameters) only")
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not group["muon"]:
+                buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+                for p in params:
+                    buckets.setdefault((p.device, p.dtype), []).append(p)
+                for (device, dtype), bucket in buckets.items():
+                    self._update_bucket(bucket, device, dtype, group)
+                continue
+            momentum, wd = group["momentum"], group["weight_decay"]
+            for p in params:
+                lr = _lr_on(group["lr"], p.device, torch.float32) * group["lr_ratio"]
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p, dtype=torch.float32)
+                buf = state["momentum_buffer"]
+                g = p.grad.float()  # type: ignore[union-attr]
+                buf.mul_(momentum).add_(g)
+                update = orthogonalize(g + momentum * buf) * (0.2 * math.sqrt(max(p.shape)))
+                value = p.float()
+                value.mul_(1 - lr * wd).sub_(lr * update)
+                p.copy_(value)
+        return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        Optimizer.load_state_dict(self, state_dict)
+        params = [p for g in self.param_groups for p in g["params"]]
+        saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        for p, saved_id in zip(params, saved_ids, strict=True):
+            for key, value in state_dict["state"].get(saved_id, {}).items():
+                if key == "step":  # a CPU count, never shared with the optimizer the state came from
+                    self.state[p][key] = value.to(torch.float32, copy=True)
+                else:
+                    self.state[p][key] = value.to(device=p.device, dtype=torch.float32 if key == "momentum_buffer"
+                                                  else self._state_dtype(p), copy=True)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -92,6 +92,20 @@ class TrainConfig:
     depth_curriculum: list[list[float]] = field(default_factory=list)
     """(n, T) depth curriculum: stages [start fraction of training, n, T] (CGAR, arXiv 2511.08653, e.g.
     [[0, 2, 1], [0.3, 4, 2], [0.6, 6, 3]]); TRM only; evaluation always runs the model's own n and T."""
+    optimizer: str = "adam_atan2"
+    """adam_atan2 (the published optimizer), or muon: Muon for the network's matrices, AdamATan2 for the
+    rest (trm.optim.MuonAdamATan2), both on the `lr` schedule."""
+    muon_lr_ratio: float = 1.0
+    """With optimizer=muon: the Muon learning rate as a multiple of `lr`."""
+    step_weight_decay: float = 1.0
+    """Decaying supervision-step weights (CGAR): step k of an example weighs lambda^(k-1), normalised
+    (1.0: every step weighs the same, as published)."""
+    wta_latents: int = 1
+    """Winner-take-all training over K initial latents: each example runs as K copies (all but the first
+    from a noise-perturbed initial state, `wta_noise`) and only the copy with the lowest token loss is
+    trained; K times the compute per step (1: off)."""
+    wta_noise: float = 1.0
+    """Standard deviation of the initial-state noise of the winner-take-all copies."""
     seed: int = 0
     device: str = "auto"
     """cpu, cuda, mps, or auto (cuda > mps > cpu)."""
@@ -113,6 +127,12 @@ class TrainConfig:
             raise ConfigError(f"steps={self.steps}: must be positive")
         if self.loss_type not in ("stablemax", "softmax"):
             raise ConfigError(f"loss_type={self.loss_type!r}: must be 'stablemax' or 'softmax'")
+        if self.optimizer not in ("adam_atan2", "muon"):
+            raise ConfigError(f"optimizer={self.optimizer!r}: must be 'adam_atan2' or 'muon'")
+        if not 0.0 < self.step_weight_decay <= 1.0:
+            raise ConfigError(f"step_weight_decay={self.step_weight_decay}: must lie in (0, 1] (1: off)")
+        if self.wta_latents < 1:
+            raise ConfigError(f"wta_latents={self.wta_latents}: must be at least 1 (1: off)")
         if "arch" not in self.model:
             raise ConfigError("model: needs an 'arch' (trm, hrm or transformer)")
         for name in ("dtype", "device", "compile"):
@@ -181,7 +201,7 @@ def setup(cfg: TrainConfig) -> Run:
     """Join the process group, pick device and dtype, open the data, and build the model, optimizers, EMA,
     sampler and exploration generator."""
     from trm.data.sampler import open_dataset
-    from trm.optim import EMA, AdamATan2, SignSGDEmbedding
+    from trm.optim import EMA, SignSGDEmbedding
 
     ddp = init_distributed(pick_device(cfg.device).type)
     device = pick_device(cfg.device, ddp.local_rank)
@@ -200,7 +220,7 @@ def setup(cfg: TrainConfig) -> Run:
         model.load_state_dict(_initial_weights(cfg, model_cfg))
     parts = Trainable(
         model=model,
-        optimizer=AdamATan2(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay),
+        optimizer=_optimizer(cfg, model),
         emb_optimizer=(SignSGDEmbedding(model.embed.puzzle, lr=cfg.puzzle_emb_lr,
                                         weight_decay=cfg.puzzle_emb_weight_decay)
                        if model.embed.puzzle is not None else None),
@@ -208,6 +228,18 @@ def setup(cfg: TrainConfig) -> Run:
         sampler=data.train_sampler(cfg.global_batch_size, rank=ddp.rank, world_size=ddp.world_size, seed=cfg.seed),
         generator=torch.Generator(device=device).manual_seed(cfg.seed * 1000 + ddp.rank))
     return Run(cfg=cfg, ddp=ddp, device=device, data=data, parts=parts, total_steps=total_steps, mode=mode)
+
+
+def _optimizer(cfg: TrainConfig, model: ACTModel) -> torch.optim.Optimizer:
+    from trm.optim import AdamATan2, MuonAdamATan2, muon_parameters
+
+    betas = (cfg.beta1, cfg.beta2)
+    if cfg.optimizer == "muon":
+        matrices, rest = muon_parameters(model)
+        groups: list[dict[str, Any]] = [{"params": matrices, "muon": True, "lr_ratio": cfg.muon_lr_ratio},
+                                        {"params": rest}]
+        return MuonAdamATan2(groups, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
+    return AdamATan2(model.parameters(), lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
 
 
 class Checkpointer:
@@ -373,6 +405,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     evaluator = EvalHook(run, logger)
     logger.message(f"numeric mode: {run.mode.reason}")
     model.train()
+    model.group, model.group_noise = cfg.wta_latents, cfg.wta_noise
     batches = _endless(run.parts.sampler)
     t_last, steps_since = time.perf_counter(), 0
     clock = TrainClock()
@@ -381,12 +414,15 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
             while step < total_steps:
                 batch = {k: torch.from_numpy(np.asarray(v)).to(device, non_blocking=True)
                          for k, v in next(batches).items()}
+                if cfg.wta_latents > 1:  # K consecutive copies of every example
+                    batch = {k: v.repeat_interleave(cfg.wta_latents, 0) for k, v in batch.items()}
                 if carry is None:
                     carry = model.initial_carry(batch)
                 lr_scale = learning_rate_scale(cfg, step, total_steps)
                 apply_depth(run, step)
                 carry, out = step_fn(carry, batch, run.parts.generator)
-                loss = act_loss(carry, out, cfg.loss_type)
+                loss = act_loss(carry, out, cfg.loss_type, step_weight_decay=cfg.step_weight_decay,
+                                max_steps=model.halt_max_steps, group=cfg.wta_latents)
                 (loss.total / cfg.global_batch_size).backward()
                 optimizer_step(run, lr_scale)
                 step += 1

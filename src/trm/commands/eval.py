@@ -71,8 +71,11 @@ def add_scaling_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--noise", type=int, default=1, metavar="K",
                    help="K trajectories per view, all but the first from a noise-perturbed initial state")
     g.add_argument("--noise-scale", type=float, default=0.1, help="standard deviation of that noise")
-    g.add_argument("--select", choices=["auto", "vote", "halt"], default="auto",
+    g.add_argument("--step-noise", type=float, default=0.0, metavar="S",
+                   help="also perturb those trajectories by noise of deviation S before every later step (PTRM)")
+    g.add_argument("--select", choices=["auto", "vote", "halt", "first"], default="auto",
                    help="vote: most frequent answer (ties: halting confidence); halt: most confident answer; "
+                        "first: halt-first ensemble, stop at the first run that halts and take its answer; "
                         "auto: vote when augmenting, else halt")
     g.add_argument("--seed", type=int, default=0, help="seeds the transforms and the noise (and eval's --limit subset)")
 
@@ -82,8 +85,8 @@ def scaling_from_args(args: argparse.Namespace) -> Scaling | None:
     from trm.evaluate import Scaling
 
     try:
-        scaling = Scaling(augment=args.augment, noise=args.noise, noise_scale=args.noise_scale, select=args.select,
-                          seed=args.seed)
+        scaling = Scaling(augment=args.augment, noise=args.noise, noise_scale=args.noise_scale,
+                          step_noise=args.step_noise, select=args.select, seed=args.seed)
     except ValueError as e:
         raise UsageError(str(e)) from None
     return scaling if scaling.runs > 1 else None
@@ -132,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
     tag = f"{args.policy}-{result.budget}" + ("-blank" if args.blank_ids else "")
     tag += f"-aug{args.augment}" if args.augment > 1 else ""
     tag += f"-noise{args.noise}" if args.noise > 1 else ""
+    tag += f"-stepnoise{args.step_noise:g}" if args.step_noise > 0 else ""
+    tag += f"-{args.select}" if args.select != "auto" else ""
     tag += f"-limit{args.limit}-seed{args.seed}" if args.limit else ""
     folder = results_folder(args, loaded)
     if scorer is not None and task is not None:

@@ -55,6 +55,8 @@ class StepOutput:
     """Continue-head logit, float32 [batch]."""
     target_q_continue: Tensor | None = field(default=None)
     """Bootstrapped target for q_continue (training with the continue loss only)."""
+    recursion_logits: list[Tensor] = field(default_factory=list)
+    """Token logits after each recursion but the last (a model's dense per-recursion loss only)."""
 
 
 class ACTModel(nn.Module):
@@ -72,6 +74,11 @@ class ACTModel(nn.Module):
     """Halt on q_halt > q_continue (HRM's Q-learning) rather than on q_halt > 0 (TRM's default)."""
     continue_target: bool
     """Compute the bootstrapped target that trains q_continue (one more no-grad step)."""
+    group: int = 1
+    """Runtime switch for winner-take-all training: consecutive slots are `group` copies of one example;
+    copies after the first start from the initial state plus Gaussian noise of `group_noise`, and a
+    group halts together, when its first copy would."""
+    group_noise: float = 1.0
     activation_checkpointing: bool = False
     """Runtime switch: keep only the inputs of each application of a network that records gradients
     and recompute its activations in the backward pass (less memory, one more forward of the
@@ -132,12 +139,15 @@ class ACTModel(nn.Module):
                 generator: torch.Generator | None = None) -> tuple[Carry, StepOutput]:
         halted = carry.halted
         state = self.reset_state(carry.state, halted)
+        if self.group > 1 and self.training and bool(halted.any()):
+            state = self._perturb_copies(state, halted, generator)
         steps = torch.where(halted, 0, carry.steps)
         data = {k: torch.where(halted.view((-1,) + (1,) * (batch[k].ndim - 1)), batch[k], v)
                 for k, v in carry.data.items()}
 
         new_state, logits, q_halt, q_continue = self.step(state, data)
-        out = StepOutput(logits=logits, q_halt=q_halt, q_continue=q_continue)
+        out = StepOutput(logits=logits, q_halt=q_halt, q_continue=q_continue,
+                         recursion_logits=list(getattr(self, "recursion_logits", [])))
 
         with torch.no_grad():
             steps = steps + 1
@@ -150,6 +160,8 @@ class ACTModel(nn.Module):
                     min_steps = torch.randint(2, self.halt_max_steps + 1, steps.shape, generator=generator,
                                               device=steps.device, dtype=steps.dtype)
                     halted = halted & (steps >= (explore < self.halt_exploration_prob) * min_steps)
+                if self.group > 1:  # a group halts together, when its first copy would
+                    halted = halted.view(-1, self.group).any(-1).repeat_interleave(self.group)
                 if self.continue_target:
                     # Target from one more step of the new state on the same examples (no replay
                     # buffer or target network: the many parallel slots play that role).
@@ -158,3 +170,10 @@ class ACTModel(nn.Module):
                         torch.where(is_last, next_halt, torch.maximum(next_halt, next_continue)))
 
         return Carry(state=new_state, steps=steps, halted=halted, data=data), out
+
+    def _perturb_copies(self, state: State, restarted: Tensor, generator: torch.Generator | None) -> State:
+        """Winner-take-all: restarted copies after the first of their group get Gaussian noise on their state."""
+        copy = torch.arange(restarted.shape[0], device=restarted.device) % self.group
+        mask = (restarted & (copy > 0)).view(-1, 1, 1)
+        return {k: torch.where(mask, v + self.group_noise * torch.randn(
+            v.shape, generator=generator, device=v.device).to(v.dtype), v) for k, v in state.items()}
