@@ -17,13 +17,17 @@ import argparse
 import json
 import math
 from pathlib import Path
+from typing import Any
+
+Run = tuple[dict[int, float], dict[int, float], dict[int, float]]
 
 
-def read_run(path: Path, eval_set: str = "all") -> tuple[dict[int, float], dict[int, float]]:
-    """(training lm_loss by step, held-out exact accuracy by step) of one run."""
+def read_run(path: Path, eval_set: str = "all") -> Run:
+    """(training lm_loss, held-out exact accuracy, held-out token accuracy), each by step, of one run."""
     file = path / "metrics.jsonl" if path.is_dir() else path
     loss: dict[int, float] = {}
     exact: dict[int, float] = {}
+    token: dict[int, float] = {}
     for line in file.read_text().splitlines():
         if not line.strip():
             continue
@@ -34,12 +38,14 @@ def read_run(path: Path, eval_set: str = "all") -> tuple[dict[int, float], dict[
                 loss[step] = float(r["lm_loss"])
             elif r["kind"] == "eval" and f"eval/{eval_set}/exact_accuracy" in r:
                 exact[step] = float(r[f"eval/{eval_set}/exact_accuracy"])
+                token[step] = float(r[f"eval/{eval_set}/accuracy"])
         else:  # the reference's W&B records
             if "train/lm_loss" in r:
                 loss[step] = float(r["train/lm_loss"])
             if f"{eval_set}/exact_accuracy" in r:
                 exact[step] = float(r[f"{eval_set}/exact_accuracy"])
-    return loss, exact
+                token[step] = float(r[f"{eval_set}/accuracy"])
+    return loss, exact, token
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -50,20 +56,21 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return m, sd
 
 
-def summarise(runs: list[tuple[dict[int, float], dict[int, float]]], steps: list[int]) -> list[dict[str, float]]:
-    """Per evaluation step: mean and sd over runs of exact accuracy and of the window-mean loss."""
+def summarise(runs: list[Run], steps: list[int]) -> list[dict[str, Any]]:
+    """Per evaluation step: mean and sd over runs of exact and token accuracy and of the window-mean loss."""
     rows = []
     previous = 0
     for step in steps:
         window_means = []
-        for loss, _ in runs:
+        for loss, _, _ in runs:
             window = [v for s, v in loss.items() if previous < s <= step]
             if window:
                 window_means.append(sum(window) / len(window))
-        acc = [exact[step] for _, exact in runs if step in exact]
+        acc = [exact[step] for _, exact, _ in runs if step in exact]
         (am, asd), (lm, lsd) = _mean_sd(acc), _mean_sd(window_means)
-        rows.append({"step": step, "exact": am, "exact_sd": asd, "loss": lm, "loss_sd": lsd,
-                     "exact_runs": acc, "n": len(acc)})
+        tm, tsd = _mean_sd([token[step] for _, _, token in runs if step in token])
+        rows.append({"step": step, "exact": am, "exact_sd": asd, "loss": lm, "loss_sd": lsd, "token": tm,
+                     "token_sd": tsd, "exact_runs": acc, "n": len(acc)})
         previous = step
     return rows
 
@@ -77,26 +84,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", default="all", help="evaluation set (default all)")
     args = parser.parse_args(argv)
 
-    groups: dict[str, list[tuple[dict[int, float], dict[int, float]]]] = {}
+    groups: dict[str, list[Run]] = {}
     for spec in args.runs:
         name, _, paths = spec.partition("=")
         groups[name] = [read_run(Path(p), args.set) for p in paths.split(",") if p]
-    steps = sorted(set.intersection(*[set(e) for runs in groups.values() for _, e in runs]))
+    steps = sorted(set.intersection(*[set(e) for runs in groups.values() for _, e, _ in runs]))
     if not steps:
         raise SystemExit("the runs share no evaluation step")
     table = {name: summarise(runs, steps) for name, runs in groups.items()}
 
     lines = [f"# {args.title}".rstrip(), "",
-             "Held-out exact accuracy (mean ± sd over seeds; the seeds' values in brackets) and training token",
-             "loss per example (mean over the steps since the previous evaluation, mean ± sd over seeds).", "",
-             "| step | " + " | ".join(f"{n} exact | {n} loss" for n in table) + " |",
-             "|---|" + "---|---|" * len(table)]
+             "Held-out exact accuracy (mean ± sd over seeds; the seeds' values in brackets), held-out token",
+             "accuracy, and training token loss per example (mean over the steps since the previous evaluation);",
+             "mean ± sd over seeds.", "",
+             "| step | " + " | ".join(f"{n} exact | {n} token | {n} loss" for n in table) + " |",
+             "|---|" + "---|---|---|" * len(table)]
     for i, step in enumerate(steps):
         cells = []
         for rows in table.values():
             r = rows[i]
             seeds = ", ".join(f"{100 * v:.1f}" for v in r["exact_runs"])
             cells.append(f"{100 * r['exact']:.1f} ± {100 * r['exact_sd']:.1f}% ({seeds})")
+            cells.append(f"{100 * r['token']:.1f} ± {100 * r['token_sd']:.1f}%")
             cells.append(f"{r['loss']:.4f} ± {r['loss_sd']:.4f}")
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -110,13 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print(f"wrote {args.out.with_suffix('.md')} (no plot: pip install 'trm[plot]')")
         return 0
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax_acc, ax_tok, ax_loss) = plt.subplots(1, 3, figsize=(14, 3.8))
     for name, runs in groups.items():
         rows = table[name]
         line = ax_acc.errorbar(steps, [100 * r["exact"] for r in rows], yerr=[100 * r["exact_sd"] for r in rows],
                                marker="o", capsize=3, label=f"{name} ({len(runs)} seeds)")
         colour = line[0].get_color()
-        for loss, _ in runs:
+        ax_tok.errorbar(steps, [100 * r["token"] for r in rows], yerr=[100 * r["token_sd"] for r in rows],
+                        marker="o", capsize=3, color=colour, label=name)
+        for loss, _, _ in runs:
             s = sorted(loss)
             width = max(1, len(s) // 60)
             xs = [s[j] for j in range(width - 1, len(s), width)]
@@ -124,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             ax_loss.plot(xs, ys, color=colour, alpha=0.6, linewidth=1)
         ax_loss.plot([], [], color=colour, label=name)
     ax_acc.set(xlabel="step", ylabel="held-out exact accuracy (%)", ylim=(0, 100))
+    ax_tok.set(xlabel="step", ylabel="held-out token accuracy (%)", ylim=(0, 100))
     ax_loss.set(xlabel="step", ylabel="training lm_loss per example", yscale="log")
-    for ax in (ax_acc, ax_loss):
+    for ax in (ax_acc, ax_tok, ax_loss):
         ax.grid(alpha=0.3)
         ax.legend()
     if args.title:

@@ -396,8 +396,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                     now = time.perf_counter()
                     rate = steps_since * cfg.global_batch_size / (now - t_last)
                     t_last, steps_since = now, 0
-                    logger.log(step, {**_summarise(metrics, cfg.global_batch_size), "lr": cfg.lr * lr_scale, "example_steps_per_s": rate,
-                                      "train_seconds": round(clock.seconds(), 3)})
+                    logger.log(step, {**_summarise(metrics, cfg.global_batch_size), "lr": cfg.lr * lr_scale,
+                                      "example_steps_per_s": rate, "train_seconds": round(clock.seconds(), 3)})
                 logger.advance(step)
 
                 seconds = clock.seconds()  # before the pause: a checkpoint written now is not training time

@@ -6,8 +6,9 @@ a shortest path strictly between S and G. Moves are 4-connected. Path length cou
 
 This module holds the CSV parser (`source,question,answer,rating`), a seeded generator in the manner
 of Searchformer (walls on a random 30-50% of cells, random start and goal, kept when the shortest
-path is long enough, optionally only those with a unique shortest path), a vectorised BFS, a validity check (any shortest path counts), the 8 dihedral
-augmentations with inverses, and the dataset builder.
+path is long enough, optionally only those with a unique shortest path), a vectorised BFS, a
+validity check (any shortest path counts), the 8 dihedral augmentations with inverses, and the
+dataset builder.
 """
 
 from __future__ import annotations
