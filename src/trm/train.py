@@ -436,8 +436,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                     now = time.perf_counter()
                     rate = steps_since * cfg.global_batch_size / (now - t_last)
                     t_last, steps_since = now, 0
-                    logger.log(step, {**_summarise(metrics), "lr": cfg.lr * lr_scale, "example_steps_per_s": rate,
-                                      "train_seconds": round(clock.seconds(), 3)})
+                    logger.log(step, {**_summarise(metrics, cfg.global_batch_size), "lr": cfg.lr * lr_scale,
+                                      "example_steps_per_s": rate, "train_seconds": round(clock.seconds(), 3)})
                 logger.advance(step)
 
                 seconds = clock.seconds()  # before the pause: a checkpoint written now is not training time
@@ -504,8 +504,9 @@ def _reduce_metrics(metrics: dict[str, torch.Tensor], ddp: Dist) -> dict[str, fl
     return dict(zip(names, values.tolist(), strict=True))
 
 
-def _summarise(m: dict[str, float]) -> dict[str, float]:
-    """Sums over halted examples -> means (loss per example of the batch)."""
+def _summarise(m: dict[str, float], global_batch_size: int) -> dict[str, float]:
+    """Batch sums -> the figures the reference logs: accuracies and steps per halted example, losses
+    per example of the global batch (the sums divided by it, which is also what is back-propagated)."""
     count = max(m.get("count", 0.0), 1.0)
     out = {"count": m.get("count", 0.0)}
     for key in ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps"):
@@ -513,7 +514,7 @@ def _summarise(m: dict[str, float]) -> dict[str, float]:
             out[key] = m[key] / count
     for key in ("lm_loss", "q_halt_loss", "q_continue_loss"):
         if key in m:
-            out[key] = m[key]
+            out[key] = m[key] / global_batch_size
     return out
 
 

@@ -148,3 +148,28 @@ def test_builder_seeded_augmented_valid(tmp_path: Path) -> None:
     _csv(folder / "test.csv", rows[:1])
     M.build_dataset(tmp_path / "c", M.MazeBuildConfig(source="csv", path=folder))
     assert (np.asarray(load_dataset(tmp_path / "c").train.sets["all"].inputs) == np.asarray(a.inputs)[::8]).all()
+
+
+def _count_shortest_paths(q: np.ndarray) -> int:
+    """Shortest start-goal paths counted by enumeration over the BFS layers (a plain reference)."""
+    passable = q != M.WALL
+    start, goal = tuple(np.argwhere(q == M.START)[0]), tuple(np.argwhere(q == M.GOAL)[0])
+    dist = _reference_bfs(passable, start)
+    ways = {start: 1}
+    for d in range(1, dist[goal] + 1):
+        for r, c in zip(*np.nonzero(dist == d), strict=True):
+            ways[(r, c)] = sum(ways.get((r + dr, c + dc), 0) for dr, dc in ((1, 0), (-1, 0), (0, 1), (0, -1))
+                               if 0 <= r + dr < q.shape[0] and 0 <= c + dc < q.shape[1]
+                               and dist[r + dr, c + dc] == d - 1)
+    return ways[goal]
+
+
+def test_unique_path_generator_keeps_only_mazes_with_one_shortest_path() -> None:
+    rng = np.random.default_rng(3)
+    plain = [M.generate(M.MazeGeneratorConfig(size=10, min_path_length=12), rng)[0] for _ in range(30)]
+    counts = [_count_shortest_paths(q) for q in plain]
+    assert max(counts) > 1  # without the option most such mazes have several shortest paths
+    assert [M.shortest_path_count_is_one(q) for q in plain] == [c == 1 for c in counts]
+    unique = M.generate_many(M.MazeGeneratorConfig(size=10, min_path_length=12, unique_path=True), 20, rng)
+    for q, a, length in unique:
+        assert _count_shortest_paths(q) == 1 and M.is_valid_path(q, a) and M.shortest_path_length(q) == length

@@ -21,6 +21,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-path", type=int, default=110, help="generate: keep paths longer than this (default 110)")
     parser.add_argument("--wall-density", type=float, nargs=2, default=(0.3, 0.5), metavar=("MIN", "MAX"),
                    help="generate: wall share range (default 0.3 0.5)")
+    parser.add_argument("--unique-path", action="store_true",
+                        help="generate: keep only mazes with exactly one shortest path (the answer is then "
+                             "determined by the question)")
     parser.add_argument("--subsample", type=int, help="training mazes kept at random")
     parser.add_argument("--augment", action="store_true", help="add the 8 dihedral transforms of each training maze")
     parser.add_argument("--test-fraction", type=float, default=0.1, help="held out for test from a single CSV file")
@@ -37,6 +40,7 @@ def build(args: argparse.Namespace) -> dict[str, int]:
         limit=args.limit, seed=args.seed,
         generator=puzzles.MazeGeneratorConfig(size=args.size, min_path_length=args.min_path,
                                               min_wall_density=args.wall_density[0],
-                                              max_wall_density=args.wall_density[1]))
+                                              max_wall_density=args.wall_density[1],
+                                              unique_path=args.unique_path))
     with progress_bar(args.generate + args.test_count if generating else None, "maze") as update:
         return puzzles.build_dataset(args.output, config, overwrite=args.overwrite, progress=update)

@@ -6,8 +6,9 @@ a shortest path strictly between S and G. Moves are 4-connected. Path length cou
 
 This module holds the CSV parser (`source,question,answer,rating`), a seeded generator in the manner
 of Searchformer (walls on a random 30-50% of cells, random start and goal, kept when the shortest
-path is long enough), a vectorised BFS, a validity check (any shortest path counts), the 8 dihedral
-augmentations with inverses, and the dataset builder.
+path is long enough, optionally only those with a unique shortest path), a vectorised BFS, a
+validity check (any shortest path counts), the 8 dihedral augmentations with inverses, and the
+dataset builder.
 """
 
 from __future__ import annotations
@@ -144,6 +145,19 @@ def _find(grid: np.ndarray, token: int) -> tuple[int, int]:
     return int(cells[0, 0]), int(cells[0, 1])
 
 
+def shortest_path_count_is_one(question: np.ndarray) -> bool:
+    """True when the maze has exactly one shortest start-goal path: every distance layer strictly between
+    start and goal holds exactly one cell that lies on a shortest path (from-start + to-goal = best)."""
+    passable = np.asarray(question) != WALL
+    from_start = bfs_distances(passable, _find(question, START))
+    to_goal = bfs_distances(passable, _find(question, GOAL))
+    best = int(from_start[_find(question, GOAL)])
+    if best == UNREACHED:
+        return False
+    on_some = (from_start >= 0) & (to_goal >= 0) & (from_start + to_goal == best)
+    return bool((np.bincount(from_start[on_some], minlength=best + 1) == 1).all())
+
+
 def shortest_path_length(question: np.ndarray) -> int:
     """Moves of a shortest start-goal path, or UNREACHED."""
     dist = bfs_distances(np.asarray(question) != WALL, _find(question, START))
@@ -217,6 +231,9 @@ class MazeGeneratorConfig:
     """Keep only mazes whose shortest path has more moves than this."""
     max_attempts: int = 10_000_000
     """Attempts (wall layout, start, goal) per maze before giving up."""
+    unique_path: bool = False
+    """Keep only mazes with exactly one shortest path, so that the answer is a function of the question
+    (with several, the recorded one is drawn at random and a model cannot know which was drawn)."""
 
     def __post_init__(self) -> None:
         if self.size < 2:
@@ -298,6 +315,8 @@ def generate_many(config: MazeGeneratorConfig, count: int, rng: np.random.Genera
         for i in np.flatnonzero(usable & (dist > config.min_path_length)):
             question = np.where(walls[i], WALL, OPEN).astype(np.int8)
             question[tuple(start[i])], question[tuple(goal[i])] = START, GOAL
+            if config.unique_path and not shortest_path_count_is_one(question):
+                continue
             answer = solve(question, rng)
             assert answer is not None
             made.append((question, answer, int(dist[i])))
