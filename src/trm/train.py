@@ -82,6 +82,9 @@ class TrainConfig:
     init_from: str | None = None
     """Start from these weights (fine-tuning): one of our checkpoint folders, or a checkpoint file
     saved by the reference implementation (with its all_config.yaml beside it)."""
+    max_train_seconds: float | None = None
+    """Wall-clock training budget: stop (with a checkpoint, as an interruption would) once the training time
+    of this invocation reaches it; evaluation and checkpoint pauses do not count (None: no budget)."""
     stop_at_accuracy: float | None = None
     """End the run (with a final checkpoint) at the first evaluation whose held-out exact accuracy
     reaches this fraction (None: run every step)."""
@@ -411,6 +414,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                     return {"step": step, **evaluator.last}
                 if stop_after is not None and step >= stop_after and step < total_steps:
                     stop.reason = "stop_after"
+                if cfg.max_train_seconds is not None and seconds >= cfg.max_train_seconds and step < total_steps:
+                    stop.reason = f"max_train_seconds={cfg.max_train_seconds:g}"
                 if stop.reason is not None:
                     logger.message(f"stopping at step {step} ({stop.reason}): saving a checkpoint")
                     checkpointer.save(step, carry, force=True)

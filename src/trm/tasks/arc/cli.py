@@ -31,6 +31,9 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
                         "evaluation2 and test where included)")
     parser.add_argument("--num-aug", type=int, default=1000, help="distinct variants per task besides the original "
                                                              "(paper: 1000)")
+    parser.add_argument("--canvas", type=int, default=30, metavar="N",
+                   help="canvas side (default 30, the reference layout); N < 30 keeps only the tasks whose grids "
+                        "all fit N x N and encodes them on an N x N canvas (seq_len N*N), e.g. 10 for a laptop")
 
 
 def build(args: argparse.Namespace) -> dict[str, int]:
@@ -39,7 +42,7 @@ def build(args: argparse.Namespace) -> dict[str, int]:
     config = ArcBuildConfig(
         source=args.source, output=args.output, subsets=tuple(args.subsets.split(",")),
         test_subsets=tuple(args.test_subsets.split(",")) if args.test_subsets else None, num_variants=args.num_aug,
-        seed=args.seed, overwrite=args.overwrite)
+        seed=args.seed, overwrite=args.overwrite, canvas=args.canvas)
     with progress_bar(None, "arc") as update:
         try:
             return build_arc(config, log=False, progress=update)
@@ -60,7 +63,10 @@ class ArcScorer:
     def __init__(self, dataset: Dataset, args: argparse.Namespace) -> None:
         from trm.tasks.arc.scoring import ArcVoter
 
-        self.voter = ArcVoter(dataset.identifiers)
+        from trm.tasks.arc.augment import canvas_side
+
+        meta = dataset.train.meta
+        self.voter = ArcVoter(dataset.identifiers, meta.blank_identifier_id, canvas_side(meta.seq_len))
         self.root, self.args = dataset.root, args
 
     def collect(self, batch: dict[str, np.ndarray], final: np.ndarray, q_halt: np.ndarray) -> None:
