@@ -82,6 +82,12 @@ class TrainConfig:
     init_from: str | None = None
     """Start from these weights (fine-tuning): one of our checkpoint folders, or a checkpoint file
     saved by the reference implementation (with its all_config.yaml beside it)."""
+    init_from_identifiers: str | None = None
+    """The identifiers.json (or dataset folder) naming the rows of init_from's puzzle table (default: the
+    dataset recorded in init_from, when it is still there); "none": its rows serve no puzzle of this dataset.
+    With the names known, rows are matched by puzzle name to this run's dataset (`trm.puzzle_rows`)."""
+    init_puzzle_rows: str = "zeros"
+    """How rows of puzzles init_from did not know start: zeros (as a fresh table) or mean (of its rows)."""
     max_train_seconds: float | None = None
     """Wall-clock training budget: stop (with a checkpoint, as an interruption would) once the training time
     of this invocation reaches it; evaluation and checkpoint pauses do not count (None: no budget)."""
@@ -110,6 +116,8 @@ class TrainConfig:
             raise ConfigError(f"global_batch_size={self.global_batch_size}: must be positive")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps={self.steps}: must be positive")
+        if self.init_puzzle_rows not in ("zeros", "mean"):
+            raise ConfigError(f"init_puzzle_rows={self.init_puzzle_rows!r}: must be 'zeros' or 'mean'")
         if self.loss_type not in ("stablemax", "softmax"):
             raise ConfigError(f"loss_type={self.loss_type!r}: must be 'stablemax' or 'softmax'")
         if "arch" not in self.model:
@@ -196,7 +204,7 @@ def setup(cfg: TrainConfig) -> Run:
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model: ACTModel = build_model(model_cfg, dtype=mode.dtype, device=device)
     if cfg.init_from:
-        model.load_state_dict(_initial_weights(cfg.init_from))
+        model.load_state_dict(_fit_puzzle_rows(cfg, _initial_weights(cfg.init_from), data.dataset, ddp.main))
     parts = Trainable(
         model=model,
         optimizer=AdamATan2(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay),
@@ -421,7 +429,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                     checkpointer.save(step, carry, force=True)
                     if ddp.world_size > 1:
                         dist.barrier()
-                    return {"step": step, "interrupted": True}
+                    return {"step": step, "interrupted": True, "reason": stop.reason}
             seconds = clock.seconds()
             checkpointer.save(step, carry, force=True)
             final = evaluator(step, seconds)
@@ -441,6 +449,52 @@ def _initial_weights(source: str) -> dict[str, torch.Tensor]:
     if path.is_dir():
         return load_checkpoint(path).model.state_dict()
     return load_reference_checkpoint(path).state_dict()
+
+
+def _fit_puzzle_rows(cfg: TrainConfig, state: dict[str, torch.Tensor], dataset: Any,
+                     verbose: bool) -> dict[str, torch.Tensor]:
+    """init_from's weights with the puzzle table laid out for this run's dataset, matched by puzzle name
+    where both datasets' names are known; an error naming both sizes when the tables differ and they are not."""
+    from trm.puzzle_rows import PUZZLE_TABLE, match_puzzle_rows, read_identifiers
+
+    if PUZZLE_TABLE not in state:
+        return state
+    rows = state[PUZZLE_TABLE].shape[0]
+    wanted = dataset.train.meta.num_puzzle_identifiers
+    new_names = getattr(dataset, "identifiers", None)
+    source = cfg.init_from_identifiers
+    if source is None and Path(cfg.init_from).is_dir():
+        from trm.checkpoint import load_checkpoint
+
+        recorded = load_checkpoint(cfg.init_from).meta.get("train", {}).get("data")
+        if recorded and (Path(recorded) / "identifiers.json").is_file():
+            source = recorded
+    if source == "none":
+        old_names = ["<blank>"] + [f"<row {i} of init_from>" for i in range(1, rows)]  # no dataset has these
+    elif source is not None:
+        try:
+            old_names = read_identifiers(source)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"init_from_identifiers={source}: {e}") from None
+    else:
+        old_names = None
+    if old_names is None or new_names is None:
+        if rows != wanted:
+            raise ConfigError(
+                f"init_from={cfg.init_from}: its puzzle table has {rows} rows, this dataset {wanted} puzzle "
+                "identifiers, and the names of its rows are unknown; give init_from_identifiers=<its dataset's "
+                "identifiers.json> to keep the rows of puzzles in both, or init_from_identifiers=none to start "
+                "every row fresh")
+        return state
+    if list(old_names) == list(new_names):
+        return state
+    try:
+        state, summary = match_puzzle_rows(state, list(old_names), list(new_names), new_rows=cfg.init_puzzle_rows)
+    except ValueError as e:
+        raise ConfigError(f"init_from={cfg.init_from}: {e}") from None
+    if verbose:
+        print(f"init_from: {summary.line()}", file=sys.stderr)
+    return state
 
 
 def _maybe_compile(model: ACTModel, use_compile: bool):
