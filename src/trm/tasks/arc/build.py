@@ -69,8 +69,13 @@ class ArcBuildConfig:
     canvas: int = CANVAS
     """Canvas side: 30 (the reference layout), or N < 30 for a small-canvas dataset that keeps only the tasks
     whose grids all fit N x N (seq_len N * N)."""
+    reference_identical: bool = False
+    """Write the reference builder's dataset byte for byte (its task order, variants, identifiers and
+    translations: `trm.tasks.arc.reference_layout`), so that its published checkpoints line up."""
 
     def __post_init__(self) -> None:
+        if self.reference_identical and self.canvas != CANVAS:
+            raise ValueError(f"the reference builder's layout is the {CANVAS}x{CANVAS} canvas, not {self.canvas}")
         if not 1 <= self.canvas <= CANVAS:
             raise ValueError(f"canvas must be 1-{CANVAS}, got {self.canvas}")
         if self.num_variants < 0:
@@ -96,6 +101,8 @@ class _TaskPlan:
     canvas: int = CANVAS
     train_offsets: np.ndarray | None = None
     """Translations [P, E, 2] of the train examples when chosen beforehand (else drawn from `rng`)."""
+    ids: np.ndarray | None = None
+    """Puzzle identifiers of the variants when assigned beforehand (else first_id, first_id + 1, ...)."""
 
 
 def _encode_variants(grid: np.ndarray, variants: VariantTable, offsets: np.ndarray, canvas: int = CANVAS) -> np.ndarray:
@@ -156,7 +163,7 @@ def _write_split(folder: Path, plans: Sequence[_TaskPlan], split: str, num_ids: 
     sizes: list[np.ndarray] = []
     for p in members:
         n_ex = len(p.train_pairs) if split == "train" else len(p.test_pairs)
-        puzzle_ids.append(p.first_id + np.arange(len(p.variants)))
+        puzzle_ids.append(p.first_id + np.arange(len(p.variants)) if p.ids is None else p.ids)
         sizes.append(np.full(len(p.variants), n_ex))
     ids = np.concatenate(puzzle_ids).astype(np.int32) if members else np.zeros(0, np.int32)
     per_puzzle = np.concatenate(sizes) if members else np.zeros(0, np.int64)
@@ -241,10 +248,12 @@ UNKNOWN_ANSWERS = "unknown_answers.json"
 test_puzzles.json hold the placeholder [[0]], as the reference builder writes them."""
 
 
-def write_test_tasks(folder: Path, tasks: Sequence[ArcTask]) -> None:
+def write_test_tasks(folder: Path, tasks: Sequence[ArcTask], raw: dict | None = None) -> None:
     """test_puzzles.json (every test pair with an `output`, the placeholder [[0]] where unknown, so that the
-    reference's evaluator reads it) and, when some answers are unknown, unknown_answers.json naming them."""
-    (folder / "test_puzzles.json").write_text(json.dumps({t.id: t.to_json(placeholder=True) for t in tasks}))
+    reference's evaluator reads it; `raw`: these tasks as the reference builder holds them) and, when some
+    answers are unknown, unknown_answers.json naming them."""
+    raw = {t.id: t.to_json(placeholder=True) for t in tasks} if raw is None else raw
+    (folder / "test_puzzles.json").write_text(json.dumps(raw))
     unknown = {t.id: [i for i, p in enumerate(t.test) if p.output is None] for t in tasks if not t.has_solutions}
     if unknown:
         (folder / UNKNOWN_ANSWERS).write_text(json.dumps(unknown))
@@ -258,6 +267,40 @@ def build_arc(config: ArcBuildConfig, log: bool = True,
     out = Path(config.output)
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out}: already exists (pass overwrite=True, or --overwrite, to replace it)")
+    raw_tests, dropped = None, 0
+    if config.reference_identical:
+        from trm.tasks.arc.reference_layout import plan_reference
+
+        plans, names, raw_tests = plan_reference(config.source, config.subsets, config.tests, config.num_variants,
+                                                 config.seed)
+        tasks = [p.task for p in plans]
+    else:
+        plans, names, dropped = _plan(config, log)
+        tasks = [p.task for p in plans]
+    if log:
+        print(f"arc: {len(tasks)} tasks, {len(names) - 1} puzzle ids, variants chosen in "
+              f"{time.perf_counter() - start:.1f}s")
+
+    # written beside the target and renamed into place, so an interrupted build leaves no half dataset
+    with atomic_folder(out) as tmp:
+        examples = {split: _write_split(tmp / split, plans, split, len(names), progress if split == "train" else None,
+                                        config.canvas, declare_task=not config.reference_identical)
+                    for split in ("train", "test")}
+        (tmp / "identifiers.json").write_text(json.dumps(names))
+        test_tasks = [p.task for p in plans if p.test_pairs]
+        write_test_tasks(tmp, test_tasks, raw_tests)
+    summary = {"tasks": len(tasks), "puzzle_ids": len(names), "test_tasks": len(test_tasks),
+               "train_examples": examples["train"], "test_examples": examples["test"]}
+    if config.canvas < CANVAS:
+        summary["tasks_left_out"] = dropped
+    if log:
+        print("arc: " + ", ".join(f"{k} {v}" for k, v in summary.items())
+              + f" -> {out} in {time.perf_counter() - start:.1f}s")
+    return summary
+
+
+def _plan(config: ArcBuildConfig, log: bool) -> tuple[list[_TaskPlan], list[str], int]:
+    """Our plan: the tasks (those that fit the canvas), their variants and identifiers; and how many were left out."""
     loaded = {s: load_subset(config.source, s) for s in config.subsets}
     tasks = merge_subsets(loaded, config.tests)
     dropped = 0
@@ -274,23 +317,4 @@ def build_arc(config: ArcBuildConfig, log: bool = True,
     names = ["<blank>"]
     for p in plans:
         names.extend(variant_name(p.task.id, p.variants[i]) for i in range(len(p.variants)))
-    if log:
-        print(f"arc: {len(tasks)} tasks, {len(names) - 1} puzzle ids, variants chosen in "
-              f"{time.perf_counter() - start:.1f}s")
-
-    # written beside the target and renamed into place, so an interrupted build leaves no half dataset
-    with atomic_folder(out) as tmp:
-        examples = {split: _write_split(tmp / split, plans, split, len(names), progress if split == "train" else None,
-                                        config.canvas)
-                    for split in ("train", "test")}
-        (tmp / "identifiers.json").write_text(json.dumps(names))
-        test_tasks = [p.task for p in plans if p.test_pairs]
-        write_test_tasks(tmp, test_tasks)
-    summary = {"tasks": len(tasks), "puzzle_ids": len(names), "test_tasks": len(test_tasks),
-               "train_examples": examples["train"], "test_examples": examples["test"]}
-    if config.canvas < CANVAS:
-        summary["tasks_left_out"] = dropped
-    if log:
-        print("arc: " + ", ".join(f"{k} {v}" for k, v in summary.items())
-              + f" -> {out} in {time.perf_counter() - start:.1f}s")
-    return summary
+    return plans, names, dropped

@@ -31,6 +31,10 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
                         "evaluation2 and test where included)")
     parser.add_argument("--num-aug", type=int, default=1000, help="distinct variants per task besides the original "
                                                              "(paper: 1000)")
+    parser.add_argument("--reference-identical", action="store_true",
+                   help="write the reference builder's dataset byte for byte (same task order, variants, "
+                        "identifiers and translations for the same files, subsets, --num-aug and --seed; "
+                        "seed 42 is the reference's default), so that its published checkpoints line up")
     parser.add_argument("--canvas", type=int, default=30, metavar="N",
                    help="canvas side (default 30, the reference layout); N < 30 keeps only the tasks whose grids "
                         "all fit N x N and encodes them on an N x N canvas (seq_len N*N), e.g. 10 for a laptop")
@@ -42,7 +46,8 @@ def build(args: argparse.Namespace) -> dict[str, int]:
     config = ArcBuildConfig(
         source=args.source, output=args.output, subsets=tuple(args.subsets.split(",")),
         test_subsets=tuple(args.test_subsets.split(",")) if args.test_subsets else None, num_variants=args.num_aug,
-        seed=args.seed, overwrite=args.overwrite, canvas=args.canvas)
+        seed=args.seed, overwrite=args.overwrite, canvas=args.canvas,
+        reference_identical=args.reference_identical)
     with progress_bar(None, "arc") as update:
         try:
             return build_arc(config, log=False, progress=update)
