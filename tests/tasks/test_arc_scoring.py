@@ -18,6 +18,7 @@ from trm.tasks.arc.build import ArcBuildConfig, build_arc
 from trm.tasks.arc.puzzles import ArcPair, ArcTask, load_kaggle_file
 from trm.tasks.arc.scoring import (
     ArcVoter,
+    baseline_scores,
     load_test_tasks,
     make_submission,
     pass_at_k,
@@ -228,3 +229,14 @@ def test_end_to_end_on_a_built_dataset(tmp_path: Path) -> None:
     sub = make_submission(voter, truth)
     assert sub == {k: [{"attempt_1": p["output"], "attempt_2": sub[k][i]["attempt_2"]} for i, p in enumerate(t["test"])]
                    for k, t in tasks.items()}
+
+
+def test_baselines_by_hand() -> None:
+    p, q, r = g([[1]]), g([[2, 2]]), g([[3], [3]])
+    demos = tuple(ArcPair(g([[i]]), out) for i, out in enumerate((p, q, q, r)))
+    task = ArcTask("D", demos, (ArcPair(q, q), ArcPair(g([[9]]), p)))
+    scores = baseline_scores({"D": task})
+    # the test input as its answer: right for the first test input only
+    assert scores["test-input pass@1"] == scores["test-input pass@2"] == 0.5
+    # demonstration outputs by frequency: q (twice), then p (shown before r): q right at 1, p at 2
+    assert scores["frequent-output pass@1"] == 0.5 and scores["frequent-output pass@2"] == 1.0

@@ -83,7 +83,13 @@ class ArcScorer:
 
     def report(self, folder: Path, tag: str) -> dict[str, Any]:
         from trm.tasks.arc.puzzles import load_kaggle_file
-        from trm.tasks.arc.scoring import load_test_tasks, make_submission, pass_at_k, write_submission
+        from trm.tasks.arc.scoring import (
+            baseline_scores,
+            load_test_tasks,
+            make_submission,
+            pass_at_k,
+            write_submission,
+        )
 
         args, voter = self.args, self.voter
         tasks = load_kaggle_file(args.challenges, args.solutions) if args.challenges else load_test_tasks(self.root)
@@ -101,6 +107,7 @@ class ArcScorer:
             out.update(pass_at_k(voter, tasks))
             if skip_empty:  # beside the reference-compatible figures, never instead of them
                 out.update({f"skip-empty {k}": v for k, v in pass_at_k(voter, tasks, skip_empty=True).items()})
+            out["baselines"] = baseline_scores(tasks)
         else:
             out["note"] = "answers unknown for some tasks: submission written, pass@k not computed"
         return out
@@ -114,6 +121,8 @@ class ArcScorer:
                            if k.startswith("skip-empty pass@"))
         if beside:
             lines.append(f"ARC with empty grids skipped (--skip-empty, not the reference's rule): {beside}")
+        if "baselines" in report:
+            lines.append("ARC baselines (no model): " + "  ".join(f"{k}={v:.2%}" for k, v in report["baselines"].items()))
         return [*lines, f"ARC submission ({report['submission_rule']} rule): {report['submission']}"]
 
     def summary(self, report: dict[str, Any]) -> dict[str, str]:

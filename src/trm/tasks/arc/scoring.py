@@ -257,3 +257,28 @@ def load_test_tasks(folder: str | Path) -> dict[str, ArcTask]:
             test = tuple(ArcPair(p.input, None) if i in indices else p for i, p in enumerate(t.test))
             tasks[tid] = ArcTask(t.id, t.train, test, t.subset)
     return tasks
+
+
+BASELINES = ("test-input", "frequent-output")
+
+
+def baseline_voter(tasks: Mapping[str, ArcTask], rule: str) -> ArcVoter:
+    """Answers without a model, as a voter: `test-input` answers every test input with itself;
+    `frequent-output` with the task's demonstration outputs, most frequent first (ties: the first shown)."""
+    if rule not in BASELINES:
+        raise ValueError(f"unknown baseline {rule!r}: choose {' or '.join(BASELINES)}")
+    voter = ArcVoter([])
+    for task in tasks.values():
+        for pair in task.test:
+            if rule == "test-input":
+                voter.add_grid(task.id, pair.input, pair.input, 0.0, order=0)
+            else:
+                for order, demo in enumerate(task.train):
+                    assert demo.output is not None
+                    voter.add_grid(task.id, pair.input, demo.output, 0.0, order=order)
+    return voter
+
+
+def baseline_scores(tasks: Mapping[str, ArcTask], ks: Iterable[int] = (1, 2)) -> dict[str, float]:
+    """pass@k of both baselines on tasks with known answers: `<baseline> pass@k` -> value."""
+    return {f"{rule} {k}": v for rule in BASELINES for k, v in pass_at_k(baseline_voter(tasks, rule), tasks, ks).items()}
