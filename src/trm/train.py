@@ -204,7 +204,8 @@ def setup(cfg: TrainConfig) -> Run:
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model: ACTModel = build_model(model_cfg, dtype=mode.dtype, device=device)
     if cfg.init_from:
-        model.load_state_dict(_fit_puzzle_rows(cfg, _initial_weights(cfg.init_from), data.dataset, ddp.main))
+        model.load_state_dict(_fit_puzzle_rows(cfg, cfg.init_from, _initial_weights(cfg.init_from), data.dataset,
+                                               ddp.main))
     parts = Trainable(
         model=model,
         optimizer=AdamATan2(model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay),
@@ -451,7 +452,7 @@ def _initial_weights(source: str) -> dict[str, torch.Tensor]:
     return load_reference_checkpoint(path).state_dict()
 
 
-def _fit_puzzle_rows(cfg: TrainConfig, state: dict[str, torch.Tensor], dataset: Any,
+def _fit_puzzle_rows(cfg: TrainConfig, init_from: str, state: dict[str, torch.Tensor], dataset: Any,
                      verbose: bool) -> dict[str, torch.Tensor]:
     """init_from's weights with the puzzle table laid out for this run's dataset, matched by puzzle name
     where both datasets' names are known; an error naming both sizes when the tables differ and they are not."""
@@ -463,10 +464,10 @@ def _fit_puzzle_rows(cfg: TrainConfig, state: dict[str, torch.Tensor], dataset: 
     wanted = dataset.train.meta.num_puzzle_identifiers
     new_names = getattr(dataset, "identifiers", None)
     source = cfg.init_from_identifiers
-    if source is None and Path(cfg.init_from).is_dir():
-        from trm.checkpoint import load_checkpoint
+    if source is None and Path(init_from).is_dir():
+        from trm.checkpoint import latest_checkpoint, read_meta
 
-        recorded = load_checkpoint(cfg.init_from).meta.get("train", {}).get("data")
+        recorded = read_meta(latest_checkpoint(init_from) or init_from).get("train", {}).get("data")
         if recorded and (Path(recorded) / "identifiers.json").is_file():
             source = recorded
     if source == "none":
@@ -481,7 +482,7 @@ def _fit_puzzle_rows(cfg: TrainConfig, state: dict[str, torch.Tensor], dataset: 
     if old_names is None or new_names is None:
         if rows != wanted:
             raise ConfigError(
-                f"init_from={cfg.init_from}: its puzzle table has {rows} rows, this dataset {wanted} puzzle "
+                f"init_from={init_from}: its puzzle table has {rows} rows, this dataset {wanted} puzzle "
                 "identifiers, and the names of its rows are unknown; give init_from_identifiers=<its dataset's "
                 "identifiers.json> to keep the rows of puzzles in both, or init_from_identifiers=none to start "
                 "every row fresh")
@@ -491,7 +492,7 @@ def _fit_puzzle_rows(cfg: TrainConfig, state: dict[str, torch.Tensor], dataset: 
     try:
         state, summary = match_puzzle_rows(state, list(old_names), list(new_names), new_rows=cfg.init_puzzle_rows)
     except ValueError as e:
-        raise ConfigError(f"init_from={cfg.init_from}: {e}") from None
+        raise ConfigError(f"init_from={init_from}: {e}") from None
     if verbose:
         print(f"init_from: {summary.line()}", file=sys.stderr)
     return state

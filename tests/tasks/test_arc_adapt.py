@@ -55,7 +55,8 @@ def test_adapt_end_to_end_and_resume(pretrained: dict[str, Path], tmp_path: Path
     report = adapt(cfg, progress_bars=False)  # the same command again: continues from step 3 to the cap
     assert report["step"] == 6
     asked = json.loads(pretrained["challenges"].read_text())
-    assert report["test_inputs_with_predictions"] == report["test_inputs"] == sum(len(t["test"]) for t in asked.values())
+    inputs = sum(len(t["test"]) for t in asked.values())
+    assert report["test_inputs_with_predictions"] == report["test_inputs"] == inputs
     _check_submission(tmp_path / "work" / "submission.json", pretrained["challenges"])
     log = [json.loads(ln) for ln in (tmp_path / "work" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert min(r["step"] for r in log if r.get("kind") == "train") > 0

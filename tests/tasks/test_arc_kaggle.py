@@ -57,7 +57,7 @@ def test_kaggle_flow_writes_two_attempts_for_every_test_input(kaggle_run: dict[s
     assert set(sub) == set(challenges)
     for task_id, task in challenges.items():
         assert len(sub[task_id]) == len(task["test"])
-        for entry, pair in zip(sub[task_id], task["test"], strict=True):
+        for entry in sub[task_id]:
             assert set(entry) == {"attempt_1", "attempt_2"}
             for grid in entry.values():  # real predictions (grids of colours), not the no-prediction fallback
                 assert isinstance(grid, list) and all(isinstance(r, list) for r in grid)

@@ -27,7 +27,8 @@ def test_reference_identical_build(name: str, subsets: tuple[str, ...], num_aug:
     expected, out = DATA / name, tmp_path / "ours"
     build_arc(ArcBuildConfig(source=DATA / "source", output=out, subsets=subsets, num_variants=num_aug, seed=seed,
                              reference_identical=True), log=False)
-    ours, theirs = json.loads((out / "identifiers.json").read_text()), json.loads((expected / "identifiers.json").read_text())
+    ours = json.loads((out / "identifiers.json").read_text())
+    theirs = json.loads((expected / "identifiers.json").read_text())
     assert len(ours) == len(theirs)
     for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert a == b, f"identifier {i}: {a!r} != {b!r}"

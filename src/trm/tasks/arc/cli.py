@@ -70,9 +70,8 @@ class ArcScorer:
     """Votes every answer (un-augmented) per test input, then writes the submission and scores pass@k."""
 
     def __init__(self, dataset: Dataset, args: argparse.Namespace) -> None:
-        from trm.tasks.arc.scoring import ArcVoter
-
         from trm.tasks.arc.augment import canvas_side
+        from trm.tasks.arc.scoring import ArcVoter
 
         meta = dataset.train.meta
         self.voter = ArcVoter(dataset.identifiers, meta.blank_identifier_id, canvas_side(meta.seq_len))
@@ -122,7 +121,8 @@ class ArcScorer:
         if beside:
             lines.append(f"ARC with empty grids skipped (--skip-empty, not the reference's rule): {beside}")
         if "baselines" in report:
-            lines.append("ARC baselines (no model): " + "  ".join(f"{k}={v:.2%}" for k, v in report["baselines"].items()))
+            lines.append("ARC baselines (no model): "
+                         + "  ".join(f"{k}={v:.2%}" for k, v in report["baselines"].items()))
         return [*lines, f"ARC submission ({report['submission_rule']} rule): {report['submission']}"]
 
     def summary(self, report: dict[str, Any]) -> dict[str, str]:

@@ -281,4 +281,5 @@ def baseline_voter(tasks: Mapping[str, ArcTask], rule: str) -> ArcVoter:
 
 def baseline_scores(tasks: Mapping[str, ArcTask], ks: Iterable[int] = (1, 2)) -> dict[str, float]:
     """pass@k of both baselines on tasks with known answers: `<baseline> pass@k` -> value."""
-    return {f"{rule} {k}": v for rule in BASELINES for k, v in pass_at_k(baseline_voter(tasks, rule), tasks, ks).items()}
+    return {f"{rule} {k}": v for rule in BASELINES
+            for k, v in pass_at_k(baseline_voter(tasks, rule), tasks, ks).items()}
