@@ -44,6 +44,9 @@ class ArcGridTask(PuzzleTask):
 
     @classmethod
     def for_model(cls, vocab_size: int, seq_len: int) -> ArcGridTask:
+        if vocab_size != VOCAB_SIZE:
+            raise ValueError(f"ARC models have a vocabulary of {VOCAB_SIZE} (pad, end marker, 10 colours), this one "
+                             f"{vocab_size}")
         try:
             return cls(canvas_side(seq_len))
         except ValueError:
