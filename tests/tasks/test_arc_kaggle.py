@@ -63,6 +63,11 @@ def test_kaggle_flow_writes_two_attempts_for_every_test_input(kaggle_run: dict[s
                 assert isinstance(grid, list) and all(isinstance(r, list) for r in grid)
                 assert all(0 <= v <= 9 for r in grid for v in r)
     report = json.loads(next(kaggle_run["run"].glob("**/eval-*.json")).read_text())
+    # without --challenges: the dataset's own test tasks, whose answers it knows to be unknown
+    assert main(["eval", str(kaggle_run["run"]), "--submission", str(tmp_path / "own.json"), "--device", "cpu",
+                 "--no-report", "--dtype", "float32"]) == 0
+    assert json.loads((tmp_path / "own.json").read_text()).keys() == sub.keys()
+    assert "pass@k not computed" in capsys.readouterr().out
     arc = report["arc"]
     assert arc["tasks_with_predictions"] == 3
     # every test input got votes from its variants (no attempt is the no-prediction fallback)
