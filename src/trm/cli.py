@@ -16,7 +16,7 @@ import importlib
 import sys
 
 # Command modules, in the order `trm --help` lists them.
-COMMANDS: list[str] = ["demo", "build", "train", "eval", "solve", "export", "bench"]
+COMMANDS: list[str] = ["demo", "build", "train", "eval", "solve", "arc", "export", "bench"]
 
 
 class UsageError(ValueError):

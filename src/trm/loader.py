@@ -49,7 +49,7 @@ from trm.models import ModelConfig, build_model
 _NAMED_WEIGHTS = ("checkpoint", "pytorch_model.bin")
 _REFERENCE_CONFIGS = ("all_config.yaml", "config.yaml")
 _STEP = re.compile(r"^step_(\d+)(?!.*_all_preds)")
-PUZZLE_ROWS = ("check", "reset")
+PUZZLE_ROWS = ("check", "reset", "keep")
 """How `initial_weights` treats a puzzle table of another size: check (an error), reset (fresh rows)."""
 
 
@@ -315,8 +315,9 @@ def puzzle_table_message(have: int, want: int, *, where: str, data: str, arc: bo
                  "subsets, augmentation count and seed")
     else:
         cause = "the dataset holds other puzzles, or was built with another augmentation count, than the training one"
-    hint = ("; to fine-tune on these puzzles with fresh embedding rows, set init_from_puzzle_rows=reset"
-            if fine_tune else "")
+    hint = ("; the names of its rows are unknown: give init_from_identifiers=<its dataset's identifiers.json> to "
+            "keep the rows of puzzles in both, or, to fine-tune on these puzzles with fresh embedding rows, set "
+            "init_from_puzzle_rows=reset" if fine_tune else "")
     return (f"{where}: the checkpoint has {have} puzzle identifiers, the dataset {data} {want}: {cause}{hint}")
 
 
@@ -325,7 +326,8 @@ def initial_weights(source: str, config: ModelConfig, *, data: str | Path | None
     """Weights of `source` for a new model of `config` (fine-tuning, `init_from=`): EMA weights where
     the checkpoint has them. Every shape must match; a puzzle table of another size is an error naming
     both sizes unless `puzzle_rows="reset"`, which starts every row afresh (zeros, as the reference
-    initialises its table) and says so."""
+    initialises its table) and says so, or "keep", which leaves the table as the checkpoint has it for the
+    caller to lay out (`trm.puzzle_rows`)."""
     if puzzle_rows not in PUZZLE_ROWS:
         from trm.models.config import ConfigError
 
@@ -342,7 +344,7 @@ def initial_weights(source: str, config: ModelConfig, *, data: str | Path | None
     state = loaded.model.state_dict()
     table = "embed.puzzle.weight"
     have = loaded.config.num_puzzle_identifiers
-    if table in state and have != config.num_puzzle_identifiers:
+    if table in state and have != config.num_puzzle_identifiers and puzzle_rows != "keep":
         if puzzle_rows == "check":
             raise MismatchError(puzzle_table_message(have, config.num_puzzle_identifiers, where=where,
                                                      data=str(data or "of this run"), arc=config.seq_len == 900,
@@ -360,7 +362,7 @@ def initial_weights(source: str, config: ModelConfig, *, data: str | Path | None
 
 
 _SHAPE_FIELDS = {"hidden_size", "num_heads", "expansion", "pos_encodings", "puzzle_emb_ndim", "puzzle_emb_len",
-                 "T", "n", "layers", "mlp_t", "separate_nets", "single_z", "H_cycles", "L_cycles", "H_layers",
+                 "T", "n", "layers", "mlp_t", "separate_nets", "single_z", "conv_kernel", "H_cycles", "L_cycles", "H_layers",
                  "L_layers", "arch"}
 
 

@@ -197,13 +197,13 @@ class Solver:
                             "dataset that includes the task and train on it)")
         ids.sort(key=lambda i: not parse_variant_name(self.identifiers[i])[1].is_identity)  # type: ignore[index]
         ids = ids[:max(1, variants)]
-        voter = ArcVoter(self.identifiers)
+        voter = ArcVoter(self.identifiers, canvas=self.task.canvas)
         rows, row_ids, owners = [], [], []
         for t, pair in enumerate(task.test):
             for i in ids:
                 _, variant = parse_variant_name(self.identifiers[i])  # type: ignore[index]
                 try:
-                    grid_tokens = encode_grid(variant.apply(pair.input))
+                    grid_tokens = encode_grid(variant.apply(pair.input), canvas=self.task.canvas)
                 except ValueError as e:
                     raise DataError(f"task {task.id}: test input {t + 1}: {e}") from None
                 rows.append(grid_tokens.astype(np.int32))

@@ -84,8 +84,18 @@ class TrainConfig:
     saved by the reference implementation (with its all_config.yaml beside it), or any source `trm.load`
     reads (hf://owner/name, a reference or HRM run folder)."""
     init_from_puzzle_rows: str = "check"
-    """A puzzle-embedding table of another size in `init_from`: check (an error naming both sizes) or reset
+    """init_from's puzzle-embedding table: check (rows matched by puzzle name where both datasets name them,
+    see init_from_identifiers; otherwise a table of another size is an error naming both sizes) or reset
     (every row starts afresh, for fine-tuning on other puzzles)."""
+    init_from_identifiers: str | None = None
+    """The identifiers.json (or dataset folder) naming the rows of init_from's puzzle table (default: the
+    dataset recorded in init_from, when it is still there); "none": its rows serve no puzzle of this dataset.
+    With the names known, rows are matched by puzzle name to this run's dataset (`trm.puzzle_rows`)."""
+    init_puzzle_rows: str = "zeros"
+    """How rows of puzzles init_from did not know start: zeros (as a fresh table) or mean (of its rows)."""
+    max_train_seconds: float | None = None
+    """Wall-clock training budget: stop (with a checkpoint, as an interruption would) once the training time
+    of this invocation reaches it; evaluation and checkpoint pauses do not count (None: no budget)."""
     stop_at_accuracy: float | None = None
     """End the run (with a final checkpoint) at the first evaluation whose held-out exact accuracy
     reaches this fraction (None: run every step)."""
@@ -125,6 +135,8 @@ class TrainConfig:
             raise ConfigError(f"global_batch_size={self.global_batch_size}: must be positive")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps={self.steps}: must be positive")
+        if self.init_puzzle_rows not in ("zeros", "mean"):
+            raise ConfigError(f"init_puzzle_rows={self.init_puzzle_rows!r}: must be 'zeros' or 'mean'")
         if self.loss_type not in ("stablemax", "softmax"):
             raise ConfigError(f"loss_type={self.loss_type!r}: must be 'stablemax' or 'softmax'")
         if self.optimizer not in ("adam_atan2", "muon"):
@@ -217,7 +229,7 @@ def setup(cfg: TrainConfig) -> Run:
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model: ACTModel = build_model(model_cfg, dtype=mode.dtype, device=device)
     if cfg.init_from:
-        model.load_state_dict(_initial_weights(cfg, model_cfg))
+        model.load_state_dict(_initial_weights(cfg, model_cfg, data.dataset, ddp.main))
     parts = Trainable(
         model=model,
         optimizer=_optimizer(cfg, model),
@@ -451,12 +463,14 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
                     return {"step": step, **evaluator.last}
                 if stop_after is not None and step >= stop_after and step < total_steps:
                     stop.reason = "stop_after"
+                if cfg.max_train_seconds is not None and seconds >= cfg.max_train_seconds and step < total_steps:
+                    stop.reason = f"max_train_seconds={cfg.max_train_seconds:g}"
                 if stop.reason is not None:
                     logger.message(f"stopping at step {step} ({stop.reason}): saving a checkpoint")
                     checkpointer.save(step, carry, force=True)
                     if ddp.world_size > 1:
                         dist.barrier()
-                    return {"step": step, "interrupted": True}
+                    return {"step": step, "interrupted": True, "reason": stop.reason}
             seconds = clock.seconds()
             checkpointer.save(step, carry, force=True)
             final = evaluator(step, seconds)
@@ -467,11 +481,60 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
         logger.close()
 
 
-def _initial_weights(cfg: TrainConfig, model_cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """Weights to start from: any source `trm.load` reads (its EMA weights when present), fitted to this run."""
+def _initial_weights(cfg: TrainConfig, model_cfg: ModelConfig, dataset: Any, verbose: bool) -> dict[str, torch.Tensor]:
+    """Weights to start from: any source `trm.load` reads (its EMA weights when present), fitted to this run:
+    every shape checked, the puzzle rows reset on request or else matched by puzzle name."""
     from trm.loader import initial_weights
 
-    return initial_weights(str(cfg.init_from), model_cfg, data=cfg.data, puzzle_rows=cfg.init_from_puzzle_rows)
+    if cfg.init_from_puzzle_rows == "reset":
+        return initial_weights(str(cfg.init_from), model_cfg, data=cfg.data, puzzle_rows="reset")
+    state = initial_weights(str(cfg.init_from), model_cfg, data=cfg.data, puzzle_rows="keep")
+    return _fit_puzzle_rows(cfg, str(cfg.init_from), state, dataset, verbose, arc=model_cfg.seq_len == 900)
+
+
+def _fit_puzzle_rows(cfg: TrainConfig, init_from: str, state: dict[str, torch.Tensor], dataset: Any,
+                     verbose: bool, arc: bool = False) -> dict[str, torch.Tensor]:
+    """init_from's weights with the puzzle table laid out for this run's dataset, matched by puzzle name
+    where both datasets' names are known; an error naming both sizes when the tables differ and they are not."""
+    from trm.puzzle_rows import PUZZLE_TABLE, match_puzzle_rows, read_identifiers
+
+    if PUZZLE_TABLE not in state:
+        return state
+    rows = state[PUZZLE_TABLE].shape[0]
+    wanted = dataset.train.meta.num_puzzle_identifiers
+    new_names = getattr(dataset, "identifiers", None)
+    source = cfg.init_from_identifiers
+    if source is None and Path(init_from).is_dir():
+        from trm.checkpoint import latest_checkpoint, read_meta
+
+        recorded = read_meta(latest_checkpoint(init_from) or init_from).get("train", {}).get("data")
+        if recorded and (Path(recorded) / "identifiers.json").is_file():
+            source = recorded
+    if source == "none":
+        old_names = ["<blank>"] + [f"<row {i} of init_from>" for i in range(1, rows)]  # no dataset has these
+    elif source is not None:
+        try:
+            old_names = read_identifiers(source)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"init_from_identifiers={source}: {e}") from None
+    else:
+        old_names = None
+    if old_names is None or new_names is None:
+        if rows != wanted:
+            from trm.loader import MismatchError, puzzle_table_message
+
+            raise MismatchError(puzzle_table_message(rows, wanted, where=f"init_from {init_from}", data=cfg.data,
+                                                     arc=arc, fine_tune=True))
+        return state
+    if list(old_names) == list(new_names):
+        return state
+    try:
+        state, summary = match_puzzle_rows(state, list(old_names), list(new_names), new_rows=cfg.init_puzzle_rows)
+    except ValueError as e:
+        raise ConfigError(f"init_from={init_from}: {e}") from None
+    if verbose:
+        print(f"init_from: {summary.line()}", file=sys.stderr)
+    return state
 
 
 def _maybe_compile(model: ACTModel, use_compile: bool):

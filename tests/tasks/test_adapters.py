@@ -392,7 +392,8 @@ def test_task_for_unknown_shapes_gives_none(vocab: int, seq_len: int) -> None:
 
 @pytest.mark.parametrize(("vocab", "seq_len", "declared", "words"), [
     (11, 81, "chess", "chess"),
-    (11, 81, "arc", "900"),
+    (11, 81, "arc", "vocabulary of 12"),
+    (12, 1000, "arc", "seq_len 900 or N"),
     (6, 10, "maze", "square"),
 ])
 def test_task_for_rejects_impossible_declarations(vocab: int, seq_len: int, declared: str, words: str) -> None:

@@ -385,3 +385,37 @@ def test_cli_build_arc(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert main(["build", "arc", str(tmp_path / "leak"), "--source", str(tmp_path / "src"),
                  "--subsets", "training2,evaluation"]) == 2
     assert "376 ARC-AGI-1 evaluation tasks" in capsys.readouterr().err
+
+
+def test_small_canvas_build(tmp_path: Path) -> None:
+    """--canvas N keeps the tasks whose grids all fit N x N, on an N x N canvas, and they decode and score."""
+    from tests.tasks.arc_helpers import tiny_tasks, write_kaggle
+    from trm.tasks import dataset_task
+    from trm.tasks.arc.scoring import ArcVoter, load_test_tasks, pass_at_k
+
+    small, large = tiny_tasks(3, seed=1, size=5), tiny_tasks(2, seed=2, size=9)
+    large = {k: t for k, t in large.items() if any(len(g) > 6 or len(g[0]) > 6 for p in t["train"] + t["test"]
+                                                    for g in (p["input"], p["output"]))}
+    assert large
+    write_kaggle(tmp_path / "src", "training", {**small, **large})
+    write_kaggle(tmp_path / "src", "evaluation", tiny_tasks(2, seed=3, size=6))
+    out = tmp_path / "arc6"
+    summary = build_arc(ArcBuildConfig(source=tmp_path / "src", output=out, subsets=("training", "evaluation"),
+                                       num_variants=4, canvas=6), log=False)
+    assert summary["tasks"] == 5 and summary["tasks_left_out"] == len(large)
+    assert find_problems(out) == []
+    data = load_dataset(out)
+    assert data.train.meta.seq_len == 36 and data.test is not None
+    task = dataset_task(data)
+    assert task is not None and task.canvas == 6 and task.seq_len == 36
+    arrays = data.test.sets["all"]
+    ids = np.repeat(np.asarray(arrays.puzzle_identifiers), np.diff(arrays.puzzle_indices))
+    voter = ArcVoter.from_dataset(out)
+    assert voter.canvas == 6
+    voter.add(ids, arrays.inputs, arrays.labels, np.zeros(len(ids)))  # the answers, from every variant
+    assert pass_at_k(voter, load_test_tasks(out))["pass@1"] == 1.0
+    # every train example decodes back to its task's grids (translations undone)
+    train = data.train.sets["all"]
+    for row in range(0, train.num_examples, 7):
+        grid, _ = find_grid(np.asarray(train.inputs[row]))
+        assert grid.size and max(grid.shape) <= 6

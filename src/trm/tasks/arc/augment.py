@@ -1,18 +1,21 @@
-"""ARC augmentation and the 30x30 canvas encoding, with their inverses.
+"""ARC augmentation and the canvas encoding (30x30, or N x N for small-canvas datasets), with their
+inverses.
 
 A *variant* of a task is a dihedral transform (0-7) plus a permutation of colours 1-9 (0 stays);
 it is applied as `dihedral(mapping[grid], t)` and undone by `inverse_mapping[inverse_dihedral(grid, t)]`.
 Variant names follow the reference builder, `<task>|||t<k>|||<mapping of 0..9 as 10 digits>`, and the
 original task keeps its bare id, so datasets built by either tool can be scored by either.
 
-Canvas encoding (seq_len 900): colour c -> token c + 2, pad 0, end marker 1 on the row below and the
-column right of the grid; the grid may be translated away from the top-left corner (training only).
+Canvas encoding (seq_len 900, or N * N on an N x N canvas): colour c -> token c + 2, pad 0, end
+marker 1 on the row below and the column right of the grid; the grid may be translated away from the
+top-left corner (training only).
 Decoding crops the largest top-left rectangle of colour tokens, which for a well-formed canvas is
 the grid itself, and subtracts 2.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import permutations
@@ -22,6 +25,7 @@ import numpy as np
 from trm.data.dihedral import dihedral, inverse_dihedral
 
 CANVAS = 30
+"""The reference layout's canvas side; a small-canvas dataset uses N x N (N <= 30) instead."""
 PAD_TOKEN = 0
 EOS_TOKEN = 1
 COLOUR_OFFSET = 2
@@ -84,19 +88,27 @@ def parse_variant_name(name: str) -> tuple[str, Variant]:
         raise ValueError(f"puzzle name {name!r} is not '<task>|||t<0-7>|||<10 digits>'") from None
 
 
-def encode_grid(grid: np.ndarray, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """A grid on the 30x30 canvas (flat, uint8): tokens c + 2 from `offset`, end markers, pad 0."""
+def canvas_side(seq_len: int) -> int:
+    """The canvas side of an ARC sequence length (900 -> 30); ValueError when it is no canvas of at most 30x30."""
+    side = math.isqrt(seq_len)
+    if side * side != seq_len or not 1 <= side <= CANVAS:
+        raise ValueError(f"ARC canvases are square, at most {CANVAS}x{CANVAS}: seq_len {seq_len} is not one")
+    return side
+
+
+def encode_grid(grid: np.ndarray, offset: tuple[int, int] = (0, 0), canvas: int = CANVAS) -> np.ndarray:
+    """A grid on the canvas x canvas board (flat, uint8): tokens c + 2 from `offset`, end markers, pad 0."""
     h, w = grid.shape
     r0, c0 = offset
-    if not (0 <= r0 <= CANVAS - h and 0 <= c0 <= CANVAS - w):
-        raise ValueError(f"a {h}x{w} grid does not fit the {CANVAS}x{CANVAS} canvas at offset {offset}")
-    canvas = np.zeros((CANVAS, CANVAS), dtype=np.uint8)
-    canvas[r0:r0 + h, c0:c0 + w] = grid + COLOUR_OFFSET
-    if r0 + h < CANVAS:
-        canvas[r0 + h, c0:c0 + w] = EOS_TOKEN
-    if c0 + w < CANVAS:
-        canvas[r0:r0 + h, c0 + w] = EOS_TOKEN
-    return canvas.reshape(-1)
+    if not (0 <= r0 <= canvas - h and 0 <= c0 <= canvas - w):
+        raise ValueError(f"a {h}x{w} grid does not fit the {canvas}x{canvas} canvas at offset {offset}")
+    board = np.zeros((canvas, canvas), dtype=np.uint8)
+    board[r0:r0 + h, c0:c0 + w] = grid + COLOUR_OFFSET
+    if r0 + h < canvas:
+        board[r0 + h, c0:c0 + w] = EOS_TOKEN
+    if c0 + w < canvas:
+        board[r0:r0 + h, c0 + w] = EOS_TOKEN
+    return board.reshape(-1)
 
 
 def crop_sizes(tokens: np.ndarray, shape: tuple[int, int] = (CANVAS, CANVAS)) -> tuple[np.ndarray, np.ndarray]:
@@ -117,31 +129,33 @@ def crop_sizes(tokens: np.ndarray, shape: tuple[int, int] = (CANVAS, CANVAS)) ->
 
 def crop_size(tokens: np.ndarray) -> tuple[int, int]:
     """(rows, columns) of the largest top-left rectangle holding only colour tokens of one canvas."""
-    h, w = crop_sizes(np.asarray(tokens).reshape(1, -1))
+    tokens = np.asarray(tokens).reshape(-1)
+    side = canvas_side(tokens.size)
+    h, w = crop_sizes(tokens.reshape(1, -1), (side, side))
     return int(h[0]), int(w[0])
 
 
 def decode_grid(tokens: np.ndarray) -> np.ndarray:
     """The grid at the top-left of a canvas (see `crop_size`); empty (0x0) when there is none."""
+    tokens = np.asarray(tokens).reshape(-1)
+    side = canvas_side(tokens.size)
     h, w = crop_size(tokens)
-    canvas = np.asarray(tokens).reshape(CANVAS, CANVAS)
-    return (canvas[:h, :w].astype(np.int64) - COLOUR_OFFSET).astype(np.uint8)
+    board = tokens.reshape(side, side)
+    return (board[:h, :w].astype(np.int64) - COLOUR_OFFSET).astype(np.uint8)
 
 
 def find_grid(tokens: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     """(grid, offset) of a possibly translated, well-formed canvas: the inverse of `encode_grid`."""
-    canvas = np.asarray(tokens).reshape(CANVAS, CANVAS)
-    rows, cols = np.nonzero(canvas >= COLOUR_OFFSET)
+    tokens = np.asarray(tokens).reshape(-1)
+    side = canvas_side(tokens.size)
+    board = tokens.reshape(side, side)
+    rows, cols = np.nonzero(board >= COLOUR_OFFSET)
     if rows.size == 0:
         return np.zeros((0, 0), dtype=np.uint8), (0, 0)
     r0, c0 = int(rows.min()), int(cols.min())
-    return decode_grid(_shift(canvas, r0, c0)), (r0, c0)
-
-
-def _shift(canvas: np.ndarray, r0: int, c0: int) -> np.ndarray:
-    out = np.zeros_like(canvas)
-    out[:CANVAS - r0, :CANVAS - c0] = canvas[r0:, c0:]
-    return out.reshape(-1)
+    shifted = np.zeros_like(board)
+    shifted[:side - r0, :side - c0] = board[r0:, c0:]
+    return decode_grid(shifted.reshape(-1)), (r0, c0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -40,9 +40,10 @@ from trm.tasks.arc.augment import (
     sample_variants,
     variant_name,
 )
-from trm.tasks.arc.puzzles import ArcTask, load_subset, merge_subsets
+from trm.tasks.arc.puzzles import ArcDataError, ArcTask, load_subset, merge_subsets
 
 SEQ_LEN = CANVAS * CANVAS
+"""Tokens per example in the reference layout (a small-canvas dataset has canvas * canvas)."""
 SET_NAME = "all"
 DEFAULT_TEST_SUBSETS = ("evaluation", "evaluation2", "test")
 
@@ -65,8 +66,18 @@ class ArcBuildConfig:
     """Seed of every random choice (variants, translations)."""
     overwrite: bool = False
     """Replace `output` if it exists."""
+    canvas: int = CANVAS
+    """Canvas side: 30 (the reference layout), or N < 30 for a small-canvas dataset that keeps only the tasks
+    whose grids all fit N x N (seq_len N * N)."""
+    reference_identical: bool = False
+    """Write the reference builder's dataset byte for byte (its task order, variants, identifiers and
+    translations: `trm.tasks.arc.reference_layout`), so that its published checkpoints line up."""
 
     def __post_init__(self) -> None:
+        if self.reference_identical and self.canvas != CANVAS:
+            raise ValueError(f"the reference builder's layout is the {CANVAS}x{CANVAS} canvas, not {self.canvas}")
+        if not 1 <= self.canvas <= CANVAS:
+            raise ValueError(f"canvas must be 1-{CANVAS}, got {self.canvas}")
         if self.num_variants < 0:
             raise ValueError(f"num_variants must be >= 0, got {self.num_variants}")
         if not self.subsets:
@@ -87,12 +98,17 @@ class _TaskPlan:
     variants: VariantTable  # identity first
     first_id: int
     rng: np.random.Generator
+    canvas: int = CANVAS
+    train_offsets: np.ndarray | None = None
+    """Translations [P, E, 2] of the train examples when chosen beforehand (else drawn from `rng`)."""
+    ids: np.ndarray | None = None
+    """Puzzle identifiers of the variants when assigned beforehand (else first_id, first_id + 1, ...)."""
 
 
-def _encode_variants(grid: np.ndarray, variants: VariantTable, offsets: np.ndarray) -> np.ndarray:
-    """Canvases [P, 900] of `grid` under every variant, placed at `offsets` [P, 2] (rows, columns)."""
+def _encode_variants(grid: np.ndarray, variants: VariantTable, offsets: np.ndarray, canvas: int = CANVAS) -> np.ndarray:
+    """Canvases [P, canvas * canvas] of `grid` under every variant, placed at `offsets` [P, 2] (rows, columns)."""
     count = len(variants)
-    out = np.empty((count, CANVAS, CANVAS), dtype=np.uint8)
+    out = np.empty((count, canvas, canvas), dtype=np.uint8)
     # token lookup per variant: pad and end marker stay, colour c -> mapping[c] + 2
     luts = np.concatenate([np.tile(np.array([0, EOS_TOKEN], dtype=np.uint8), (count, 1)),
                            variants.mappings + COLOUR_OFFSET], axis=1)
@@ -106,13 +122,14 @@ def _encode_variants(grid: np.ndarray, variants: VariantTable, offsets: np.ndarr
         ext[h, :w] = EOS_TOKEN
         ext[:h, w] = EOS_TOKEN
         values = luts[rows][:, ext.reshape(-1)]
-        # scatter onto a 31x31 canvas, where the markers always fit, then cut to 30x30
-        big = np.zeros((len(rows), (CANVAS + 1) * (CANVAS + 1)), dtype=np.uint8)
-        base = (np.arange(h + 1)[:, None] * (CANVAS + 1) + np.arange(w + 1)[None, :]).reshape(-1)
-        shift = offsets[rows, 0] * (CANVAS + 1) + offsets[rows, 1]
+        # scatter onto a canvas one row and column larger, where the markers always fit, then cut
+        side = canvas + 1
+        big = np.zeros((len(rows), side * side), dtype=np.uint8)
+        base = (np.arange(h + 1)[:, None] * side + np.arange(w + 1)[None, :]).reshape(-1)
+        shift = offsets[rows, 0] * side + offsets[rows, 1]
         np.put_along_axis(big, base[None, :] + shift[:, None], values, axis=1)
-        out[rows] = big.reshape(-1, CANVAS + 1, CANVAS + 1)[:, :CANVAS, :CANVAS]
-    return out.reshape(count, SEQ_LEN)
+        out[rows] = big.reshape(-1, side, side)[:, :canvas, :canvas]
+    return out.reshape(count, canvas * canvas)
 
 
 def _train_offsets(plan: _TaskPlan) -> np.ndarray:
@@ -125,7 +142,7 @@ def _train_offsets(plan: _TaskPlan) -> np.ndarray:
     height = np.where(swapped[:, None], ws[None, :], hs[None, :])
     width = np.where(swapped[:, None], hs[None, :], ws[None, :])
     keep = rng.integers(0, n_ex, size=count)
-    offsets = np.stack([rng.integers(0, CANVAS - height + 1), rng.integers(0, CANVAS - width + 1)], axis=-1)
+    offsets = np.stack([rng.integers(0, plan.canvas - height + 1), rng.integers(0, plan.canvas - width + 1)], axis=-1)
     offsets[np.arange(count), keep] = 0
     return offsets
 
@@ -136,15 +153,17 @@ def _write_npy_header(f: IO[bytes], shape: tuple[int, ...], dtype: np.dtype) -> 
 
 
 def _write_split(folder: Path, plans: Sequence[_TaskPlan], split: str, num_ids: int,
-                 progress: Callable[[int], object] | None = None) -> int:
+                 progress: Callable[[int], object] | None = None, canvas: int = CANVAS,
+                 declare_task: bool = True) -> int:
     """Stream one split's arrays and metadata to `folder`; returns the number of examples."""
     folder.mkdir(parents=True)
+    seq_len = canvas * canvas
     members = [p for p in plans if (p.train_pairs if split == "train" else p.test_pairs)]
     puzzle_ids: list[np.ndarray] = []
     sizes: list[np.ndarray] = []
     for p in members:
         n_ex = len(p.train_pairs) if split == "train" else len(p.test_pairs)
-        puzzle_ids.append(p.first_id + np.arange(len(p.variants)))
+        puzzle_ids.append(p.first_id + np.arange(len(p.variants)) if p.ids is None else p.ids)
         sizes.append(np.full(len(p.variants), n_ex))
     ids = np.concatenate(puzzle_ids).astype(np.int32) if members else np.zeros(0, np.int32)
     per_puzzle = np.concatenate(sizes) if members else np.zeros(0, np.int64)
@@ -153,24 +172,24 @@ def _write_split(folder: Path, plans: Sequence[_TaskPlan], split: str, num_ids: 
     total = int(puzzle_indices[-1])
 
     with open(folder / f"{SET_NAME}__inputs.npy", "wb") as fi, open(folder / f"{SET_NAME}__labels.npy", "wb") as fl:
-        _write_npy_header(fi, (total, SEQ_LEN), np.dtype(np.uint8))
-        _write_npy_header(fl, (total, SEQ_LEN), np.dtype(np.uint8))
+        _write_npy_header(fi, (total, seq_len), np.dtype(np.uint8))
+        _write_npy_header(fl, (total, seq_len), np.dtype(np.uint8))
         for p in members:
             count = len(p.variants)
             pairs: list[tuple[np.ndarray, np.ndarray | None]]
             if split == "train":
                 pairs = list(p.train_pairs)
-                offsets = _train_offsets(p)
+                offsets = _train_offsets(p) if p.train_offsets is None else p.train_offsets
             else:
                 pairs = p.test_pairs
                 offsets = np.zeros((count, len(pairs), 2), dtype=np.int64)
-            inputs = np.empty((count, len(pairs), SEQ_LEN), dtype=np.uint8)
-            labels = np.zeros((count, len(pairs), SEQ_LEN), dtype=np.uint8)
+            inputs = np.empty((count, len(pairs), seq_len), dtype=np.uint8)
+            labels = np.zeros((count, len(pairs), seq_len), dtype=np.uint8)
             for e, (a, b) in enumerate(pairs):
-                inputs[:, e] = _encode_variants(a, p.variants, offsets[:, e])
+                inputs[:, e] = _encode_variants(a, p.variants, offsets[:, e], canvas)
                 # an unknown answer stays all pad, which the loss and metrics ignore
                 if b is not None:
-                    labels[:, e] = _encode_variants(b, p.variants, offsets[:, e])
+                    labels[:, e] = _encode_variants(b, p.variants, offsets[:, e], canvas)
             # puzzle-major order: the examples of one variant are contiguous
             fi.write(inputs.tobytes())
             fl.write(labels.tobytes())
@@ -180,11 +199,17 @@ def _write_split(folder: Path, plans: Sequence[_TaskPlan], split: str, num_ids: 
     np.save(folder / f"{SET_NAME}__puzzle_identifiers.npy", ids)
     np.save(folder / f"{SET_NAME}__puzzle_indices.npy", puzzle_indices)
     np.save(folder / f"{SET_NAME}__group_indices.npy", group_indices)
-    meta = DatasetMetadata(vocab_size=VOCAB_SIZE, seq_len=SEQ_LEN, num_puzzle_identifiers=num_ids,
-                           total_groups=len(members), mean_puzzle_examples=total / len(ids) if len(ids) else 0.0,
-                           total_puzzles=len(ids), sets=[SET_NAME], pad_id=0, ignore_label_id=0,
-                           blank_identifier_id=0, task="arc")
-    (folder / "dataset.json").write_text(meta.to_json())
+    mean = total / len(ids) if len(ids) else 0.0
+    if declare_task:
+        meta = DatasetMetadata(vocab_size=VOCAB_SIZE, seq_len=seq_len, num_puzzle_identifiers=num_ids,
+                               total_groups=len(members), mean_puzzle_examples=mean, total_puzzles=len(ids),
+                               sets=[SET_NAME], pad_id=0, ignore_label_id=0, blank_identifier_id=0, task="arc")
+        (folder / "dataset.json").write_text(meta.to_json())
+    else:  # the reference builder's file: its fields, in its order, its JSON spacing
+        fields = {"pad_id": 0, "ignore_label_id": 0, "blank_identifier_id": 0, "vocab_size": VOCAB_SIZE,
+                  "seq_len": seq_len, "num_puzzle_identifiers": num_ids, "total_groups": len(members),
+                  "mean_puzzle_examples": mean, "total_puzzles": len(ids), "sets": [SET_NAME]}
+        (folder / "dataset.json").write_text(json.dumps(fields))
     return total
 
 
@@ -212,6 +237,28 @@ def plan_tasks(tasks: Sequence[ArcTask], tests: Sequence[str], num_variants: int
     return plans
 
 
+def fits_canvas(task: ArcTask, canvas: int) -> bool:
+    """Whether every grid of `task` (test answers included where known) fits a canvas x canvas board."""
+    grids = [g for p in (*task.train, *task.test) for g in (p.input, p.output) if g is not None]
+    return all(g.shape[0] <= canvas and g.shape[1] <= canvas for g in grids)
+
+
+UNKNOWN_ANSWERS = "unknown_answers.json"
+"""Dataset file naming, per task, the test inputs whose answers are unknown; their entries in
+test_puzzles.json hold the placeholder [[0]], as the reference builder writes them."""
+
+
+def write_test_tasks(folder: Path, tasks: Sequence[ArcTask], raw: dict | None = None) -> None:
+    """test_puzzles.json (every test pair with an `output`, the placeholder [[0]] where unknown, so that the
+    reference's evaluator reads it; `raw`: these tasks as the reference builder holds them) and, when some
+    answers are unknown, unknown_answers.json naming them."""
+    raw = {t.id: t.to_json(placeholder=True) for t in tasks} if raw is None else raw
+    (folder / "test_puzzles.json").write_text(json.dumps(raw))
+    unknown = {t.id: [i for i, p in enumerate(t.test) if p.output is None] for t in tasks if not t.has_solutions}
+    if unknown:
+        (folder / UNKNOWN_ANSWERS).write_text(json.dumps(unknown))
+
+
 def build_arc(config: ArcBuildConfig, log: bool = True,
               progress: Callable[[int], object] | None = None) -> dict[str, int]:
     """Build the dataset described by `config`; returns counts (tasks, puzzle ids, examples).
@@ -220,26 +267,54 @@ def build_arc(config: ArcBuildConfig, log: bool = True,
     out = Path(config.output)
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out}: already exists (pass overwrite=True, or --overwrite, to replace it)")
-    loaded = {s: load_subset(config.source, s) for s in config.subsets}
-    tasks = merge_subsets(loaded, config.tests)
-    plans = plan_tasks(tasks, config.tests, config.num_variants, config.seed)
-    names = ["<blank>"]
-    for p in plans:
-        names.extend(variant_name(p.task.id, p.variants[i]) for i in range(len(p.variants)))
+    raw_tests, dropped = None, 0
+    if config.reference_identical:
+        from trm.tasks.arc.reference_layout import plan_reference
+
+        plans, names, raw_tests = plan_reference(config.source, config.subsets, config.tests, config.num_variants,
+                                                 config.seed)
+        tasks = [p.task for p in plans]
+    else:
+        plans, names, dropped = _plan(config, log)
+        tasks = [p.task for p in plans]
     if log:
         print(f"arc: {len(tasks)} tasks, {len(names) - 1} puzzle ids, variants chosen in "
               f"{time.perf_counter() - start:.1f}s")
 
     # written beside the target and renamed into place, so an interrupted build leaves no half dataset
     with atomic_folder(out) as tmp:
-        examples = {split: _write_split(tmp / split, plans, split, len(names), progress if split == "train" else None)
+        examples = {split: _write_split(tmp / split, plans, split, len(names), progress if split == "train" else None,
+                                        config.canvas, declare_task=not config.reference_identical)
                     for split in ("train", "test")}
         (tmp / "identifiers.json").write_text(json.dumps(names))
-        test_tasks = {p.task.id: p.task.to_json() for p in plans if p.test_pairs}
-        (tmp / "test_puzzles.json").write_text(json.dumps(test_tasks))
+        test_tasks = [p.task for p in plans if p.test_pairs]
+        write_test_tasks(tmp, test_tasks, raw_tests)
     summary = {"tasks": len(tasks), "puzzle_ids": len(names), "test_tasks": len(test_tasks),
                "train_examples": examples["train"], "test_examples": examples["test"]}
+    if config.canvas < CANVAS:
+        summary["tasks_left_out"] = dropped
     if log:
         print("arc: " + ", ".join(f"{k} {v}" for k, v in summary.items())
               + f" -> {out} in {time.perf_counter() - start:.1f}s")
     return summary
+
+
+def _plan(config: ArcBuildConfig, log: bool) -> tuple[list[_TaskPlan], list[str], int]:
+    """Our plan: the tasks (those that fit the canvas), their variants and identifiers; and how many were left out."""
+    loaded = {s: load_subset(config.source, s) for s in config.subsets}
+    tasks = merge_subsets(loaded, config.tests)
+    dropped = 0
+    if config.canvas < CANVAS:
+        kept = [t for t in tasks if fits_canvas(t, config.canvas)]
+        dropped, tasks = len(tasks) - len(kept), kept
+        if not tasks:
+            raise ArcDataError(f"no task of {', '.join(config.subsets)} fits a {config.canvas}x{config.canvas} canvas")
+        if log:
+            print(f"arc: {len(tasks)} tasks fit the {config.canvas}x{config.canvas} canvas, {dropped} left out")
+    plans = plan_tasks(tasks, config.tests, config.num_variants, config.seed)
+    for p in plans:
+        p.canvas = config.canvas
+    names = ["<blank>"]
+    for p in plans:
+        names.extend(variant_name(p.task.id, p.variants[i]) for i in range(len(p.variants)))
+    return plans, names, dropped

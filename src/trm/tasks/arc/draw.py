@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trm.tasks.arc.augment import CANVAS, crop_sizes
+from trm.tasks.arc.augment import canvas_side, crop_sizes
 from trm.viz import Color, PaletteDrawing
 
 ARC_PALETTE: tuple[Color, ...] = (
@@ -23,9 +23,12 @@ class ArcDrawing(PaletteDrawing):
     ring_edge = True  # the highlight ring is yellow, like colour 4
 
     def shape(self, n: int) -> tuple[int, int]:
-        if n != CANVAS * CANVAS:
-            raise ValueError(f"expected 900 tokens (a 30x30 canvas), got {n}; pass shape=(rows, cols) otherwise")
-        return CANVAS, CANVAS
+        try:
+            side = canvas_side(n)
+        except ValueError:
+            raise ValueError(f"expected 900 tokens (a 30x30 canvas) or N * N, got {n}; pass shape=(rows, cols) "
+                             "otherwise") from None
+        return side, side
 
     def crop(self, grid: np.ndarray) -> tuple[int, int]:
         rows, cols = crop_sizes(grid.reshape(1, -1), grid.shape)

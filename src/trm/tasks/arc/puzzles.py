@@ -26,6 +26,9 @@ from trm.data.format import DataError
 MAX_GRID_SIZE = 30
 """ARC grids are at most 30x30; the canvas of the encoding has this size."""
 
+UNKNOWN_PLACEHOLDER: list[list[int]] = [[0]]
+"""The output the reference builder writes for a test input whose answer is unknown."""
+
 SUBSETS: tuple[str, ...] = ("training", "evaluation", "training2", "evaluation2", "concept", "test")
 """Named subsets: ARC-AGI-1 public (training, evaluation), ARC-AGI-2 public (training2, evaluation2), ConceptARC,
 and Kaggle's `test` (the competition's challenges, usually without solutions)."""
@@ -69,12 +72,15 @@ class ArcTask:
     def has_solutions(self) -> bool:
         return all(p.output is not None for p in self.test)
 
-    def to_json(self) -> dict[str, Any]:
-        """The task in the per-task JSON layout (test outputs only where known)."""
+    def to_json(self, placeholder: bool = False) -> dict[str, Any]:
+        """The task in the per-task JSON layout: test outputs only where known, or with `placeholder` the
+        grid [[0]] where unknown (what the reference builder writes, and its evaluator expects)."""
         def pair(p: ArcPair) -> dict[str, Any]:
             d: dict[str, Any] = {"input": p.input.tolist()}
             if p.output is not None:
                 d["output"] = p.output.tolist()
+            elif placeholder:
+                d["output"] = UNKNOWN_PLACEHOLDER
             return d
         return {"train": [pair(p) for p in self.train], "test": [pair(p) for p in self.test]}
 
