@@ -12,7 +12,7 @@ import torch
 
 from tests.tasks.arc_helpers import TINY_MODEL, tiny_tasks, write_kaggle
 from trm.checkpoint import load_checkpoint
-from trm.models.config import ConfigError
+from trm.loader import MismatchError
 from trm.puzzle_rows import PUZZLE_TABLE, match_puzzle_rows
 from trm.tasks.arc.build import ArcBuildConfig, build_arc
 from trm.train import TrainConfig, setup, train
@@ -85,7 +85,8 @@ def test_init_from_without_names_is_an_error_naming_both_sizes(two_datasets: dic
     meta_path.write_text(json.dumps(meta))
     rows = len(json.loads((two_datasets["a"] / "identifiers.json").read_text()))
     wanted = len(json.loads((two_datasets["b"] / "identifiers.json").read_text()))
-    with pytest.raises(ConfigError, match=f"{rows} rows, this dataset {wanted} puzzle identifiers"):
+    with pytest.raises(MismatchError, match=f"has {rows} puzzle identifiers, the dataset .* {wanted}: .*"
+                                            "init_from_identifiers=<its dataset's identifiers.json>"):
         setup(TrainConfig(**cfg))
     # named by hand, or declared of no use: both work
     setup(TrainConfig(**cfg, init_from_identifiers=str(moved)))

@@ -152,9 +152,9 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_
     original = t.act_loss
     calls = {"n": 0}
 
-    def poisoned(carry, out, loss_type="stablemax"):
+    def poisoned(carry, out, loss_type="stablemax", **options):
         calls["n"] += 1
-        result = original(carry, out, loss_type)
+        result = original(carry, out, loss_type, **options)
         if calls["n"] == 5:
             result.total = result.total * float("nan")
             result.metrics["lm_loss"] = result.metrics["lm_loss"] * float("nan")

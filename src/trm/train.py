@@ -483,49 +483,53 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
 
 def _initial_weights(cfg: TrainConfig, model_cfg: ModelConfig, dataset: Any, verbose: bool) -> dict[str, torch.Tensor]:
     """Weights to start from: any source `trm.load` reads (its EMA weights when present), fitted to this run:
-    every shape checked, the puzzle rows reset on request or else matched by puzzle name."""
+    every shape checked; the puzzle rows reset on request, else matched by puzzle name where both datasets
+    name their rows, else the table must fit as it is (the loader's error names both sizes)."""
     from trm.loader import initial_weights
 
+    source = str(cfg.init_from)
     if cfg.init_from_puzzle_rows == "reset":
-        return initial_weights(str(cfg.init_from), model_cfg, data=cfg.data, puzzle_rows="reset")
-    state = initial_weights(str(cfg.init_from), model_cfg, data=cfg.data, puzzle_rows="keep")
-    return _fit_puzzle_rows(cfg, str(cfg.init_from), state, dataset, verbose, arc=model_cfg.seq_len == 900)
+        return initial_weights(source, model_cfg, data=cfg.data, puzzle_rows="reset")
+    old_names = _row_names(cfg, source)
+    new_names = getattr(dataset, "identifiers", None)
+    if old_names is None or new_names is None:
+        return initial_weights(source, model_cfg, data=cfg.data, puzzle_rows="check")
+    state = initial_weights(source, model_cfg, data=cfg.data, puzzle_rows="keep")
+    return _fit_puzzle_rows(cfg, source, state, old_names, list(new_names), verbose)
 
 
-def _fit_puzzle_rows(cfg: TrainConfig, init_from: str, state: dict[str, torch.Tensor], dataset: Any,
-                     verbose: bool, arc: bool = False) -> dict[str, torch.Tensor]:
-    """init_from's weights with the puzzle table laid out for this run's dataset, matched by puzzle name
-    where both datasets' names are known; an error naming both sizes when the tables differ and they are not."""
-    from trm.puzzle_rows import PUZZLE_TABLE, match_puzzle_rows, read_identifiers
+def _row_names(cfg: TrainConfig, init_from: str) -> list[str] | str | None:
+    """The puzzle names of init_from's table rows: from init_from_identifiers, else from the dataset the
+    checkpoint recorded (when it is still there); "none" when asked to reuse no row; None when unknown."""
+    from trm.puzzle_rows import read_identifiers
+
+    source = cfg.init_from_identifiers
+    if source is None and Path(init_from).is_dir():
+        from trm.checkpoint import CheckpointError, latest_checkpoint, read_meta
+
+        try:  # our own checkpoints record their dataset; a reference or HRM folder does not
+            recorded = read_meta(latest_checkpoint(init_from) or init_from).get("train", {}).get("data")
+        except CheckpointError:
+            recorded = None
+        if recorded and (Path(recorded) / "identifiers.json").is_file():
+            source = recorded
+    if source is None or source == "none":
+        return source
+    try:
+        return list(read_identifiers(source))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"init_from_identifiers={source}: {e}") from None
+
+
+def _fit_puzzle_rows(cfg: TrainConfig, init_from: str, state: dict[str, torch.Tensor], old_names: list[str] | str,
+                     new_names: list[str], verbose: bool) -> dict[str, torch.Tensor]:
+    """init_from's weights with the puzzle table laid out for this run's dataset, rows matched by puzzle name."""
+    from trm.puzzle_rows import PUZZLE_TABLE, match_puzzle_rows
 
     if PUZZLE_TABLE not in state:
         return state
-    rows = state[PUZZLE_TABLE].shape[0]
-    wanted = dataset.train.meta.num_puzzle_identifiers
-    new_names = getattr(dataset, "identifiers", None)
-    source = cfg.init_from_identifiers
-    if source is None and Path(init_from).is_dir():
-        from trm.checkpoint import latest_checkpoint, read_meta
-
-        recorded = read_meta(latest_checkpoint(init_from) or init_from).get("train", {}).get("data")
-        if recorded and (Path(recorded) / "identifiers.json").is_file():
-            source = recorded
-    if source == "none":
-        old_names = ["<blank>"] + [f"<row {i} of init_from>" for i in range(1, rows)]  # no dataset has these
-    elif source is not None:
-        try:
-            old_names = read_identifiers(source)
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"init_from_identifiers={source}: {e}") from None
-    else:
-        old_names = None
-    if old_names is None or new_names is None:
-        if rows != wanted:
-            from trm.loader import MismatchError, puzzle_table_message
-
-            raise MismatchError(puzzle_table_message(rows, wanted, where=f"init_from {init_from}", data=cfg.data,
-                                                     arc=arc, fine_tune=True))
-        return state
+    if old_names == "none":  # names no dataset has: every row of this run starts fresh
+        old_names = ["<blank>"] + [f"<row {i} of init_from>" for i in range(1, state[PUZZLE_TABLE].shape[0])]
     if list(old_names) == list(new_names):
         return state
     try:
