@@ -362,8 +362,8 @@ def initial_weights(source: str, config: ModelConfig, *, data: str | Path | None
 
 
 _SHAPE_FIELDS = {"hidden_size", "num_heads", "expansion", "pos_encodings", "puzzle_emb_ndim", "puzzle_emb_len",
-                 "T", "n", "layers", "mlp_t", "separate_nets", "single_z", "conv_kernel", "H_cycles", "L_cycles", "H_layers",
-                 "L_layers", "arch"}
+                 "T", "n", "layers", "mlp_t", "separate_nets", "single_z", "conv_kernel", "H_cycles", "L_cycles",
+                 "H_layers", "L_layers", "arch"}
 
 
 def _shapes_depend_on(field: str) -> bool:
