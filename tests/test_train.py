@@ -54,7 +54,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
     train(cfg_full, progress=False)
     cfg_split = _cfg(tmp_path, "split", log_every=1, model={**MODEL, "halt_exploration_prob": 0.5})
     first = train(cfg_split, progress=False, stop_after=3)
-    assert first == {"step": 3, "interrupted": True}
+    assert first == {"step": 3, "interrupted": True, "signal": "stop_after"}
     train(cfg_split, resume=True, progress=False)
     assert _losses(tmp_path / "split") == _losses(tmp_path / "full")
     full, split = _weights(tmp_path / "full"), _weights(tmp_path / "split")

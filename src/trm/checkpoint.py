@@ -27,12 +27,28 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from trm.atomic import atomic_folder
+from trm.atomic import atomic_folder, rename_window
 from trm.models import ACTModel, Carry, ModelConfig, build_model, config_from_dict
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, incomplete or corrupt; the message names the file."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (disk full, no permission); the previous one is kept."""
+
+
+def _write_failure(folder: Path, e: BaseException) -> str:
+    import shutil
+
+    why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0] if str(e) else type(e).__name__
+    try:
+        free = shutil.disk_usage(folder.parent).free
+        space = f"; {free / 2**20:.0f} MiB free there"
+    except OSError:
+        space = ""
+    return f"{folder}: cannot write the checkpoint ({why}{space}); the previous checkpoint is kept"
 
 
 def _save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
@@ -58,34 +74,91 @@ def save_checkpoint(folder: str | Path, *, model: ACTModel, step: int, ema_state
                     train_state: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint folder atomically and return its path."""
     folder = Path(folder)
-    with atomic_folder(folder) as tmp:
-        _save_tensors(model.state_dict(), tmp / "model.safetensors")
-        if ema_state is not None:
-            _save_tensors(ema_state, tmp / "ema.safetensors")
-        if train_state is not None:
-            torch.save(train_state, tmp / "train_state.pt")
-        _write_json({"model": model.config.to_dict(), "step": step, **(extra or {})}, tmp / "config.json")
-        for f in tmp.iterdir():  # the data must be on disk before the rename makes it visible
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+    try:
+        with atomic_folder(folder) as tmp:
+            _save_tensors(model.state_dict(), tmp / "model.safetensors")
+            if ema_state is not None:
+                _save_tensors(ema_state, tmp / "ema.safetensors")
+            if train_state is not None:
+                torch.save(train_state, tmp / "train_state.pt")
+            _write_json({"model": model.config.to_dict(), "step": step, **(extra or {})}, tmp / "config.json")
+            for f in tmp.iterdir():  # the data must be on disk before the rename makes it visible
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError of its writer
+        raise CheckpointWriteError(_write_failure(folder, e)) from None
+    _fsync_dir(folder.parent)
     return folder
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable (where the platform allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def set_latest(run_dir: str | Path, checkpoint: str | Path) -> None:
-    """Point `run_dir/latest` at `checkpoint` (atomic replace of a small text file)."""
+    """Point `run_dir/latest` at `checkpoint`: a small text file written beside it and swapped in by one
+    `os.replace`, so `latest` names the old checkpoint or the new one at every moment."""
     run_dir = Path(run_dir)
     tmp = run_dir / f".latest.tmp-{os.getpid()}"
-    tmp.write_text(Path(checkpoint).name + "\n")
+    with open(tmp, "w") as f:
+        f.write(Path(checkpoint).name + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, run_dir / "latest")
+    _fsync_dir(run_dir)
+
+
+CHECKPOINT_PREFIX = "step_"
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether a folder holds a whole checkpoint (folders are renamed into place only once written)."""
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def checkpoint_folders(run_dir: str | Path) -> list[Path]:
+    """The complete `step_*` checkpoints of a run folder, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [p for p in run_dir.iterdir() if p.name.startswith(CHECKPOINT_PREFIX) and p.is_dir() and is_complete(p)]
+    return sorted(found, key=lambda p: (len(p.name), p.name))
+
+
+def pointed_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint `run_dir/latest` names, when that is a complete checkpoint."""
+    pointer = Path(run_dir) / "latest"
+    try:
+        name = pointer.read_text().strip()
+    except OSError:
+        return None
+    folder = Path(run_dir) / name
+    return folder if name and "/" not in name and folder.is_dir() and is_complete(folder) else None
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint `run_dir/latest` names, or None when the run has none yet."""
-    pointer = Path(run_dir) / "latest"
-    if not pointer.is_file():
-        return None
-    folder = Path(run_dir) / pointer.read_text().strip()
-    return folder if folder.is_dir() else None
+    """The checkpoint `run_dir/latest` names; when it names nothing complete (a run killed at the wrong
+    moment, a folder removed by hand), the newest complete `step_*` checkpoint; None when there is none."""
+    pointed = pointed_checkpoint(run_dir)
+    if pointed is not None:
+        return pointed
+    folders = checkpoint_folders(run_dir)
+    return folders[-1] if folders else None
+
+
+def is_run_folder(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "latest").is_file() or bool(checkpoint_folders(path))
 
 
 @dataclass
@@ -119,10 +192,10 @@ def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: torch.dev
     dtype (parameters stay float32); "train" means the one the run trained with.
     """
     path = Path(path)
-    if (path / "latest").is_file():
+    if not (path / "config.json").is_file() and is_run_folder(path):
         found = latest_checkpoint(path)
         if found is None:
-            raise CheckpointError(f"{path}: 'latest' names a checkpoint that does not exist")
+            raise CheckpointError(f"{path}: 'latest' names a checkpoint that does not exist, and no other is complete")
         path = found
     meta = read_meta(path)
     try:
@@ -207,6 +280,7 @@ def save_training(run_dir: str | Path, step: int, parts: Trainable, carry: Carry
     folder = save_checkpoint(Path(run_dir) / f"step_{step:07d}", model=parts.model, step=step,
                              ema_state=parts.ema.ema_state_dict() if parts.ema else None, train_state=state,
                              extra=extra)
+    rename_window("latest")
     set_latest(run_dir, folder)
     return folder
 

@@ -374,13 +374,15 @@ def render_trace(steps: Sequence[Tokens], task: str, *, givens: Tokens | None = 
 
 def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Write through a temporary file in the same folder and rename it into place."""
+    from trm.atomic import shared_mode
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a picture or report is meant to be shared
+        os.chmod(tmp, shared_mode(folder=False))  # mkstemp makes it private; a picture is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
