@@ -2,18 +2,24 @@
 
 Writes next to the checkpoint `eval-<tag>.json` (every number printed), `eval-<tag>.html` (per-step
 accuracy plot, right and wrong examples) and, for ARC, `submission-<tag>.json` (Kaggle format) with
-pass@k when the answers are known.
+pass@k when the answers are known. The tag names every option that changes the numbers (policy and
+step budget, test-time scaling, raw weights, dtype, a partial run, another dataset or task); a file
+holding a result of other options is never replaced (the new one gets a `-2`, `-3`, ... name). A
+checkpoint folder that cannot be written to still gets its table printed; the files then go to
+`./eval-results/<run>-<checkpoint>/` (or `--out DIR`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from trm.cli import UsageError
+from trm.results import claim, result_tag, writable_folder
 from trm.tasks import TASKS, task_class
 
 if TYPE_CHECKING:
@@ -37,8 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         task_class(name).add_eval_arguments(p)
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--max-batches", type=int)
+    p.add_argument("--max-batches", type=int, help="evaluate only the first this many batches (a quick look)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="folder for the result files (default: the checkpoint's; a read-only one "
+                   "falls back to ./eval-results/<run>)")
     p.set_defaults(func=run)
 
 
@@ -87,15 +95,18 @@ def run(args: argparse.Namespace) -> int:
     from trm.runtime import pick_device
     from trm.tasks import dataset_task, task_for
 
+    check_eval_arguments(args)
     scaling = scaling_from_args(args)
     device = pick_device(args.device)
     loaded = load_checkpoint(args.checkpoint, use_ema=not args.raw, device=device, dtype=args.dtype)
     print(f"numeric mode: {loaded.numeric}", file=sys.stderr)
-    data_dir = args.data or loaded.meta.get("train", {}).get("data")
+    trained_on = loaded.meta.get("train", {}).get("data")
+    data_dir = args.data or trained_on
     if not data_dir:
         raise UsageError(f"{loaded.path}: no dataset recorded; pass --data DIR")
     data = open_dataset(data_dir)
     meta = data.dataset.train.meta
+    check_fits(loaded.config, meta, args.task)
     task = task_for(meta.vocab_size, meta.seq_len, args.task) if args.task else dataset_task(data.dataset)
     if task is not None and args.augment > 1 and task.no_augmentation:
         raise UsageError(task.no_augmentation)
@@ -103,25 +114,105 @@ def run(args: argparse.Namespace) -> int:
 
     options = EvalOptions(steps=args.steps, policy=args.policy, scaling=scaling, blank_ids=args.blank_ids,
                           keep_examples=0 if args.no_report else 4, max_batches=args.max_batches)
-    result = evaluate(loaded.model, data.test_batches(args.batch_size), options, device=device, task=task,
+    batches = eval_progress(data.dataset.test, args.batch_size, args.max_batches)
+    result = evaluate(loaded.model, batches(data.test_batches(args.batch_size)), options, device=device, task=task,
                       collect=scorer.collect if scorer is not None else None)
+    dtype = str(loaded.model.dtype).removeprefix("torch.")
+    chosen = result_options(args, result.budget, dtype, data_dir, trained_on, task.name if task else None)
     report: dict[str, Any] = {"checkpoint": str(loaded.path), "data": str(data_dir),
                               "task": task.name if task else None, "blank_ids": args.blank_ids,
-                              "dtype": str(loaded.model.dtype).removeprefix("torch."),
-                              "weights": "raw" if args.raw else "ema", **result.to_dict()}
-    tag = f"{args.policy}-{result.budget}" + ("-blank" if args.blank_ids else "")
-    tag += f"-aug{args.augment}" if args.augment > 1 else ""
-    tag += f"-noise{args.noise}" if args.noise > 1 else ""
-    folder = Path(loaded.path)
+                              "dtype": dtype, "weights": "raw" if args.raw else "ema", "options": chosen,
+                              **result.to_dict()}
+    print(format_table(report, None), flush=True)  # the numbers first, whatever happens to the files
+    fallback = Path("eval-results") / f"{loaded.path.parent.name}-{loaded.path.name}"
+    folder, note = writable_folder(Path(args.out) if args.out else Path(loaded.path), fallback)
+    if args.out:
+        folder.mkdir(parents=True, exist_ok=True)
+    if note:
+        print(note, file=sys.stderr)
+    out = claim(folder, "eval", result_tag(tag_parts(chosen, trained_on)), chosen)
+    tag = out.stem.removeprefix("eval-")
     if scorer is not None and task is not None:
         report[task.name] = scorer.report(folder, tag)
-    out = folder / f"eval-{tag}.json"
-    out.write_text(json.dumps(report, indent=1))
-    print(format_table(report, scorer))
+        for line in scorer.lines(report[task.name]):
+            print(line)
+    atomic_write_text(out, json.dumps(report, indent=1))
     print(f"wrote {out}")
     if not args.no_report:
         print(f"wrote {_write_report(folder / f'eval-{tag}.html', report, result.examples, scorer)}")
     return 0
+
+
+def check_eval_arguments(args: argparse.Namespace) -> None:
+    """UsageError naming the option when a number cannot work."""
+    for name, value in (("--steps", args.steps), ("--batch-size", args.batch_size), ("--max-batches", args.max_batches)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} {value}: must be a positive integer")
+
+
+def check_fits(config: Any, meta: Any, task: str | None) -> None:
+    """UsageError when the model cannot read this dataset, or `--task` is not what the model was made for."""
+    if (config.vocab_size, config.seq_len) != (meta.vocab_size, meta.seq_len):
+        raise UsageError(f"the model reads {config.seq_len} tokens of {config.vocab_size} ids, the dataset has "
+                         f"{meta.seq_len} tokens of {meta.vocab_size} ids: pass the --data it was trained for")
+    if task is not None and not task_class(task).recognises(config.vocab_size, config.seq_len):
+        fits = [n for n in TASKS if task_class(n).recognises(config.vocab_size, config.seq_len)]
+        raise UsageError(f"--task {task}: a model of {config.vocab_size} token ids and {config.seq_len} positions is "
+                         f"not a {task} model" + (f" (it fits: {', '.join(fits)})" if fits else ""))
+
+
+def result_options(args: argparse.Namespace, budget: int, dtype: str, data_dir: str, trained_on: str | None,
+                   task: str | None) -> dict[str, Any]:
+    """Every option that changes the numbers of an evaluation (they name its files)."""
+    return {"policy": args.policy, "steps": budget, "blank_ids": args.blank_ids, "augment": args.augment,
+            "noise": args.noise, "noise_scale": args.noise_scale if args.noise > 1 else None,
+            "select": args.select, "seed": args.seed if args.augment > 1 or args.noise > 1 else None,
+            "weights": "raw" if args.raw else "ema", "dtype": dtype, "max_batches": args.max_batches,
+            "data": str(data_dir) if trained_on is None or Path(data_dir) != Path(trained_on) else None,
+            "task": task if args.task else None}
+
+
+def tag_parts(o: dict[str, Any], trained_on: str | None) -> dict[str, Any]:
+    """The file-name tag of `result_options`: defaults left out, so a plain evaluation is `fixed-<steps>`."""
+    return {"policy": o["policy"], "steps": o["steps"], "blank": o["blank_ids"],
+            "aug": o["augment"] if o["augment"] > 1 else None, "noise": o["noise"] if o["noise"] > 1 else None,
+            "scale": o["noise_scale"] if o["noise"] > 1 and o["noise_scale"] != 0.1 else None,
+            "select": o["select"] if o["select"] != "auto" else None,
+            "seed": o["seed"] if o["seed"] else None, "raw": o["weights"] == "raw",
+            "": o["dtype"] if o["dtype"] != "float32" else None,
+            "first": o["max_batches"], "data-": Path(o["data"]).name if o["data"] else None,
+            "task-": o["task"]}
+
+
+def eval_progress(split: Any, batch_size: int, max_batches: int | None) -> Any:
+    """Wraps the test batches with a progress bar (on a terminal) after one line saying what will run."""
+    import math
+
+    from tqdm import tqdm
+
+    examples = sum(a.num_examples for a in split.sets.values()) if split is not None else 0
+    total = sum(math.ceil(a.num_examples / batch_size) for a in split.sets.values()) if split is not None else 0
+    if max_batches is not None:
+        total = min(total, max_batches)
+    print(f"evaluating {examples} examples in {total} batches of {batch_size}"
+          + (f" (the first {max_batches} only)" if max_batches is not None else ""), file=sys.stderr, flush=True)
+
+    def wrap(batches: Any) -> Any:
+        return tqdm(batches, total=total, desc="eval", unit="batch", file=sys.stderr, disable=not sys.stderr.isatty(),
+                    leave=False)
+
+    return wrap
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file through a temporary one beside it, so a failed write leaves the old file or none."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _write_report(path: Path, report: dict[str, Any], examples: list[dict[str, Any]],

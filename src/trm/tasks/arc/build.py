@@ -29,6 +29,7 @@ from typing import IO
 import numpy as np
 
 from trm.atomic import atomic_folder
+from trm.data.format import check_replaceable
 from trm.data.dihedral import DIHEDRAL_TRANSPOSES, dihedral
 from trm.data.format import DatasetMetadata
 from trm.tasks.arc.augment import (
@@ -220,6 +221,7 @@ def build_arc(config: ArcBuildConfig, log: bool = True,
     out = Path(config.output)
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out}: already exists (pass overwrite=True, or --overwrite, to replace it)")
+    check_replaceable(out)
     loaded = {s: load_subset(config.source, s) for s in config.subsets}
     tasks = merge_subsets(loaded, config.tests)
     plans = plan_tasks(tasks, config.tests, config.num_variants, config.seed)
