@@ -147,13 +147,21 @@ def pointed_checkpoint(run_dir: str | Path) -> Path | None:
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint `run_dir/latest` names; when it names nothing complete (a run killed at the wrong
-    moment, a folder removed by hand), the newest complete `step_*` checkpoint; None when there is none."""
+    """The newest complete checkpoint of a run: the one `run_dir/latest` names, unless a newer complete
+    `step_*` exists (a run killed after renaming a checkpoint into place, before pointing `latest` at it)
+    or `latest` names nothing complete (a run killed at the wrong moment, a folder removed by hand);
+    None when there is none."""
     pointed = pointed_checkpoint(run_dir)
-    if pointed is not None:
-        return pointed
     folders = checkpoint_folders(run_dir)
-    return folders[-1] if folders else None
+    newest = folders[-1] if folders else None
+    if pointed is None or (newest is not None and _step_of(newest) > _step_of(pointed)):
+        return newest
+    return pointed
+
+
+def _step_of(folder: Path) -> int:
+    digits = folder.name.removeprefix(CHECKPOINT_PREFIX)
+    return int(digits) if digits.isdigit() else -1
 
 
 def is_run_folder(path: str | Path) -> bool:

@@ -465,7 +465,7 @@ def _train(run: Run, notes: list[str], *, resume: bool, progress: bool, stop_aft
     for note in notes:
         logger.message(f"{cfg.run_dir}: {note}")
     if resume and checkpointer.fallback:
-        logger.message(f"'latest' names no complete checkpoint; resuming from the newest complete one, "
+        logger.message(f"'latest' does not name the newest complete checkpoint; resuming from that one, "
                        f"{checkpointer.path}")
     logger.message(start_line(run, step))
     logger.message(f"numeric mode: {run.mode.reason}")

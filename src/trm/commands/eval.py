@@ -155,6 +155,10 @@ def check_fits(config: Any, meta: Any, task: str | None) -> None:
     if (config.vocab_size, config.seq_len) != (meta.vocab_size, meta.seq_len):
         raise UsageError(f"the model reads {config.seq_len} tokens of {config.vocab_size} ids, the dataset has "
                          f"{meta.seq_len} tokens of {meta.vocab_size} ids: pass the --data it was trained for")
+    declared = getattr(meta, "task", None)
+    if task is not None and declared and task != declared:
+        raise UsageError(f"--task {task}: the dataset holds {declared} puzzles (its dataset.json says so); "
+                         f"evaluate it as {declared}, or pass the --data of a {task} dataset")
     if task is not None and not task_class(task).recognises(config.vocab_size, config.seq_len):
         fits = [n for n in TASKS if task_class(n).recognises(config.vocab_size, config.seq_len)]
         raise UsageError(f"--task {task}: a model of {config.vocab_size} token ids and {config.seq_len} positions is "

@@ -74,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     from trm.data.format import DataError
     from trm.solve import Solver
 
+    for name, value in (("--steps", args.steps), ("--variants", args.variants)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} {value}: must be a positive integer")
     scaling = scaling_from_args(args)
     try:
         solver = Solver.from_checkpoint(args.checkpoint, data=args.data, task=args.task, use_ema=not args.raw,

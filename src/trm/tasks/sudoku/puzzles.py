@@ -522,6 +522,12 @@ class SudokuBuildConfig:
             raise ValueError(f"test_fraction {self.test_fraction} outside [0, 1)")
         if self.num_aug < 0:
             raise ValueError(f"num_aug {self.num_aug} must be >= 0")
+        if self.source == "generate" and self.count < 1:
+            raise ValueError(f"--generate {self.count}: the count of puzzles to generate must be positive")
+        for name in ("subsample", "test_size", "limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} {value}: must be positive (or left out)")
         if self.source == "generate" and self.generator.n != self.n:
             raise ValueError(f"generator.n {self.generator.n} differs from n {self.n}")
 
