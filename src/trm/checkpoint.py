@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from trm.atomic import atomic_folder, rename_window
+from trm.atomic import atomic_folder, rename_window, shared_mode
 from trm.models import ACTModel, Carry, ModelConfig, build_model, config_from_dict
 
 
@@ -83,6 +83,7 @@ def save_checkpoint(folder: str | Path, *, model: ACTModel, step: int, ema_state
                 torch.save(train_state, tmp / "train_state.pt")
             _write_json({"model": model.config.to_dict(), "step": step, **(extra or {})}, tmp / "config.json")
             for f in tmp.iterdir():  # the data must be on disk before the rename makes it visible
+                os.chmod(f, shared_mode(folder=False))  # safetensors writes owner-only files
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
     except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError of its writer

@@ -110,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
     task = task_for(meta.vocab_size, meta.seq_len, args.task) if args.task else dataset_task(data.dataset)
     if task is not None and args.augment > 1 and task.no_augmentation:
         raise UsageError(task.no_augmentation)
+    if task is None and args.augment > 1:
+        raise UsageError(f"--augment {args.augment}: the dataset's task is not known, so there are no transforms to "
+                         f"vote over; pass --task ({', '.join(TASKS)})")
     scorer: Scorer | None = task.scorer(data.dataset, args) if task is not None else None
 
     options = EvalOptions(steps=args.steps, policy=args.policy, scaling=scaling, blank_ids=args.blank_ids,
