@@ -40,15 +40,25 @@ class CheckpointWriteError(CheckpointError):
 
 
 def _write_failure(folder: Path, e: BaseException) -> str:
+    """One line for a checkpoint that could not be written: the cause in words, and the free space."""
+    import errno
     import shutil
 
-    why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).splitlines()[0] if str(e) else type(e).__name__
     try:
-        free = shutil.disk_usage(folder.parent).free
-        space = f"; {free / 2**20:.0f} MiB free there"
+        free: int | None = shutil.disk_usage(folder.parent).free
     except OSError:
-        space = ""
-    return f"{folder}: cannot write the checkpoint ({why}{space}); the previous checkpoint is kept"
+        free = None
+    if isinstance(e, OSError):
+        why = e.strerror or str(e)
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+    else:  # torch's zip writer reports a short write as "[enforce fail at inline_container.cc] unexpected pos"
+        why = "the write was cut short"
+        full = free is not None and free < 64 * 2**20
+        why = "No space left on device" if full else f"{why} ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    space = "" if free is None else (f"; {free / 2**20:.0f} MiB free there" if free >= 2**20 else
+                                     f"; {free / 2**10:.0f} KiB free there")
+    hint = ": free some space, or set run_dir elsewhere" if full else ""
+    return f"{folder}: cannot write the checkpoint ({why}{space}); the previous checkpoint is kept{hint}"
 
 
 def _save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
