@@ -152,8 +152,8 @@ def test_kill_9_at_random_moments_always_resumes(tmp_path: Path) -> None:
     assert _temporaries(run_dir) == []
 
 
-def test_a_second_run_into_the_same_folder_is_refused_and_a_dead_ones_lock_is_not(tmp_path: Path,
-                                                                                  capsys: pytest.CaptureFixture) -> None:
+def test_a_second_run_into_the_same_folder_is_refused_and_a_dead_ones_lock_is_not(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     values = _values(tmp_path, steps=100000, checkpoint_every=3)
     run_dir = Path(values["run_dir"])
     proc = _spawn(values)

@@ -299,7 +299,7 @@ def test_html_report_is_self_contained_and_escaped(tmp_path: Path):
     for meaning, colour in (("given by the puzzle", viz.GIVEN_INK), ("filled in by the model", viz.FILLED_INK),
                             ("differs from the recorded answer", viz.WRONG_INK),
                             ("changed since the previous step", viz.HIGHLIGHT)):
-        assert meaning in legend and "#%02x%02x%02x" % colour in legend, meaning
+        assert meaning in legend and viz._hex(colour) in legend, meaning
     with pytest.raises(ValueError, match="task"):
         html_report(tmp_path / "r2.html", "t", {}, examples, {})
 
@@ -323,7 +323,7 @@ def test_the_legend_names_every_colour_of_a_palette_task():
 
     legend = viz.legend_html("maze")
     for colour, name in zip(MAZE_COLORS[1:], ("wall", "open", "start", "goal", "path"), strict=True):
-        assert name in legend and "#%02x%02x%02x" % colour in legend
+        assert name in legend and viz._hex(colour) in legend
     assert "red cross" in legend and "yellow ring" in legend
     arc = viz.legend_html("arc")
-    assert all(f"colour {c}" in arc for c in range(10)) and "#%02x%02x%02x" % ARC_PALETTE[4] in arc
+    assert all(f"colour {c}" in arc for c in range(10)) and viz._hex(ARC_PALETTE[4]) in arc

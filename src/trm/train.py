@@ -144,10 +144,10 @@ class TrainConfig:
                 raise ConfigError(f"depth_curriculum[{i}]={stage!r}: must be [start fraction in [0, 1), n, T] "
                                   "with whole n, T >= 1")
         for name in ("dtype", "device", "compile"):
-            allowed = {"dtype": DTYPE_CHOICES, "device": DEVICES, "compile": COMPILE}[name]
+            choices = {"dtype": DTYPE_CHOICES, "device": DEVICES, "compile": COMPILE}[name]
             value = getattr(self, name)
-            if value not in allowed and not (name == "device" and str(value).startswith("cuda:")):
-                raise ConfigError(f"{name}={value!r}: must be one of {allowed}")
+            if value not in choices and not (name == "device" and str(value).startswith("cuda:")):
+                raise ConfigError(f"{name}={value!r}: must be one of {choices}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -338,7 +338,8 @@ def trace_frames(steps: Sequence[Tokens], task: str, *, givens: Tokens | None = 
     """One labelled picture per supervision step ("step 1", ...), cells changed since the previous step ringed.
 
     inputs: shown first as a "puzzle" frame; givens: cells given by the puzzle are drawn as given (the
-    puzzle's token, in the given style), whatever the model wrote there; show_solution: `solution` shown last as a "label" frame.
+    puzzle's token, in the given style), whatever the model wrote there; show_solution: `solution` shown last
+    as a "label" frame.
     captions: one line under each step, e.g. "acc 87%" or "q_halt 0.93".
     """
     if not steps:
@@ -475,7 +476,7 @@ border:1px solid #999;margin:0 .4em 0 1em;vertical-align:middle;font-weight:bold
 
 
 def _hex(c: Color) -> str:
-    return "#%02x%02x%02x" % c
+    return "#" + "".join(f"{v:02x}" for v in c)
 
 
 def legend_entries(task: str) -> list[tuple[Color, Color | None, str, str]]:

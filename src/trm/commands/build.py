@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         t.add_argument("output", type=Path, help="dataset folder to write")
         task.add_build_arguments(t)
         t.add_argument("--seed", type=int, default=0, help="seed: the same seed gives byte-identical files")
-        t.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it is a dataset folder (anything else is refused)")
+        t.add_argument("--overwrite", action="store_true",
+                       help="replace OUTPUT if it is a dataset folder (anything else is refused)")
         t.set_defaults(func=_runner(task))
 
 

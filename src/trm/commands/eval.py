@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
 
 def check_eval_arguments(args: argparse.Namespace) -> None:
     """UsageError naming the option when a number cannot work."""
-    for name, value in (("--steps", args.steps), ("--batch-size", args.batch_size), ("--max-batches", args.max_batches)):
+    numbers = (("--steps", args.steps), ("--batch-size", args.batch_size), ("--max-batches", args.max_batches))
+    for name, value in numbers:
         if value is not None and value < 1:
             raise UsageError(f"{name} {value}: must be a positive integer")
 

@@ -7,7 +7,6 @@ Configurations are frozen dataclasses validated on construction; each model file
 from __future__ import annotations
 
 import dataclasses
-import functools
 import numbers
 import types
 import typing
@@ -26,9 +25,13 @@ class ConfigError(ValueError):
 # Typed fields: one check for every configuration (models, training recipes, their overrides)
 
 
-@functools.lru_cache(maxsize=None)
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _kind(value: Any) -> str:

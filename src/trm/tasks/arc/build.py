@@ -29,9 +29,8 @@ from typing import IO
 import numpy as np
 
 from trm.atomic import atomic_folder
-from trm.data.format import check_replaceable
 from trm.data.dihedral import DIHEDRAL_TRANSPOSES, dihedral
-from trm.data.format import DatasetMetadata
+from trm.data.format import DatasetMetadata, check_replaceable
 from trm.tasks.arc.augment import (
     CANVAS,
     COLOUR_OFFSET,

@@ -8,8 +8,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trm.tasks.sudoku.puzzles import BOX_SHAPES
-from trm.viz import (BLACK, FILLED_INK, GIVEN_INK, UNKNOWN, WHITE, WRONG_INK, Color, Drawing, cell_box, draw_text,
-                     grid_lines)
+from trm.viz import (
+    BLACK,
+    FILLED_INK,
+    GIVEN_INK,
+    UNKNOWN,
+    WHITE,
+    WRONG_INK,
+    Color,
+    Drawing,
+    cell_box,
+    draw_text,
+    grid_lines,
+)
 
 GIVEN_FILL: Color = (238, 238, 238)
 
