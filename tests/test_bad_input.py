@@ -277,3 +277,39 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError):
         main(["--debug", "eval", str(tmp_path / "nothing"), "--device", "cpu"])
     assert os.environ.get("TRM_DEBUG") is None
+
+
+def test_solve_says_truly_when_the_answer_last_changed() -> None:
+    import numpy as np
+
+    from trm.commands.solve import settled_line
+    from trm.solve import Solution
+    from trm.tasks.sudoku import SudokuTask
+
+    a, b = np.full(16, 2), np.full(16, 3)
+
+    def solution(steps: list) -> Solution:
+        return Solution(task=SudokuTask(4), puzzle=a, steps=steps, q_halt=[0.0] * len(steps), stopped=len(steps),
+                        valid=None)
+
+    assert settled_line(solution([a, a, a, b])) == ("still changing at the last step (4 of 4): more steps may "
+                                                    "change it further")
+    assert settled_line(solution([a, b, b, b])) == "stopped changing after step 2 of 4"
+    assert settled_line(solution([b, b, b, b])) == "stopped changing after step 1 of 4"
+    assert settled_line(solution([b])) == "answered after 1 step of 1"
+
+
+def test_eval_file_names_name_every_option() -> None:
+    from argparse import Namespace
+
+    from trm.commands.eval import result_options, tag_parts
+    from trm.results import result_tag
+
+    args = Namespace(policy="fixed", blank_ids=True, augment=8, noise=4, noise_scale=0.5, select="vote", seed=3,
+                     raw=True, max_batches=10, task="sudoku")
+    options = result_options(args, 16, "bfloat16", "data/other", "data/sudoku", "sudoku")
+    tag = result_tag(tag_parts(options, "data/sudoku"))
+    assert tag == "fixed-16-blank-aug8-noise4-scale0.5-selectvote-seed3-raw-bfloat16-first10-data-other-task-sudoku"
+    plain = Namespace(policy="fixed", blank_ids=False, augment=1, noise=1, noise_scale=0.1, select="auto", seed=0,
+                      raw=False, max_batches=None, task=None)
+    assert result_tag(tag_parts(result_options(plain, 16, "float32", "d", "d", "sudoku"), "d")) == "fixed-16"
