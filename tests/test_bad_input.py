@@ -313,3 +313,9 @@ def test_eval_file_names_name_every_option() -> None:
     plain = Namespace(policy="fixed", blank_ids=False, augment=1, noise=1, noise_scale=0.1, select="auto", seed=0,
                       raw=False, max_batches=None, task=None)
     assert result_tag(tag_parts(result_options(plain, 16, "float32", "d", "d", "sudoku"), "d")) == "fixed-16"
+
+
+def test_build_maze_with_a_negative_count(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["build", "maze", str(tmp_path / "m"), "--generate", "-4"]) == 2
+    one_line(capsys, "build", "--generate -4", "at least one")
+    assert not (tmp_path / "m").exists()

@@ -26,7 +26,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from trm.checkpoint import CheckpointError, checkpoint_folders, latest_checkpoint, pointed_checkpoint
 
@@ -227,6 +227,3 @@ class RunFolder:
         finally:
             if lock is not None:
                 lock.release()
-
-    def status(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), "notes": self.notes}

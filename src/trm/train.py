@@ -278,7 +278,7 @@ class Checkpointer:
         retain(self.run_dir, self.run.cfg.keep_last)
 
 
-RESUME_FIXED = ("data", "global_batch_size", "loss_type", "ema", "seed")
+RESUME_FIXED = ("global_batch_size", "loss_type", "ema")
 """Training settings a resumed run must share with the checkpoint (besides the model)."""
 
 
