@@ -258,7 +258,7 @@ def test_eval_and_solve_take_the_halt_first_ensemble_and_step_noise(tmp_path: Pa
     ckpt = _checkpoint(tmp_path / "ckpt", vocab=6, seq_len=16, data=data)
     assert main(["eval", str(ckpt), "--device", "cpu", "--noise", "3", "--step-noise", "0.2", "--select", "first",
                  "--steps", "3", "--no-report"]) == 0
-    report = json.loads((ckpt / "eval-fixed-3-noise3-stepnoise0.2-first.json").read_text())
+    report = json.loads((ckpt / "eval-fixed-3-noise3-stepnoise0.2-selectfirst.json").read_text())
     assert report["scaling"]["select"] == "first" and report["scaling"]["step_noise"] == 0.2
     assert report["cost"]["supervision_steps_per_example"] <= 3 * 3
     assert main(["eval", str(ckpt), "--device", "cpu", "--step-noise", "0.2", "--no-report"]) == 2

@@ -215,20 +215,41 @@ def test_trace_inputs_and_label_frames():
         trace_frames(steps, "sudoku", captions=["only one"])
 
 
-def test_gif_one_frame_per_step_last_held_longer(tmp_path: Path):
+def test_gif_the_puzzle_then_one_frame_per_step_last_held_longer(tmp_path: Path):
     a = sudoku_tokens([[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
     b = sudoku_tokens(SUDOKU4)
     steps = [a, a, b, b]  # repeated steps must stay separate frames
-    path = save_gif(steps, "sudoku", tmp_path / "trace.gif", givens=a, frame_ms=300, last_ms=2000)
+    path = save_gif(steps, "sudoku", tmp_path / "trace.gif", givens=a, frame_ms=300, last_ms=2000, first_ms=1000)
     assert path.exists() and [p.name for p in tmp_path.iterdir()] == ["trace.gif"]  # no temp file left
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # as a plain open() would make it
     with Image.open(path) as im:
         n_frames = getattr(im, "n_frames", 1)
-        assert n_frames == len(steps)
-        durations = []
+        assert n_frames == 1 + len(steps)
+        durations, pictures = [], []
         for i in range(n_frames):
             im.seek(i)
             durations.append(im.info["duration"])
-    assert durations[:-1] == [300] * 3 and durations[-1] == 2000
+            pictures.append(np.asarray(im.convert("RGB")))
+    assert durations == [1000, 300, 300, 300, 2000]
+    # The first frame is the puzzle: the same picture as the puzzle's own "puzzle" frame of a trace.
+    first = trace_frames(steps, "sudoku", givens=a, inputs=a)[0]
+    assert np.array_equal(pictures[0][:first.height, :first.width], np.asarray(first))
+
+
+def _umask() -> int:
+    from trm.atomic import umask
+
+    return umask()
+
+
+def test_givens_are_drawn_as_given_whatever_the_model_wrote():
+    puzzle = sudoku_tokens([[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]])
+    answer = sudoku_tokens(SUDOKU4)
+    changed = np.asarray(answer).copy()
+    changed[0] = 3 + 1  # the model wrote 3 over the given 1
+    drawn = np.asarray(render(changed, "sudoku", givens=puzzle))
+    assert np.array_equal(drawn, np.asarray(render(answer, "sudoku", givens=puzzle)))
+    assert not np.array_equal(drawn, np.asarray(render(changed, "sudoku")))  # without givens: the model's digit
 
 
 class _Tags(HTMLParser):
@@ -274,6 +295,11 @@ def test_html_report_is_self_contained_and_escaped(tmp_path: Path):
     assert "<script>" not in text and "&lt;script&gt;" in text and "&lt;model&gt;" in text
     assert "ok &lt;b&gt;" in text and "0.8712" in text
     assert parser.title == title
+    legend = text[text.index("<h2>Legend</h2>"):text.index("<h2>Solved examples</h2>")]
+    for meaning, colour in (("given by the puzzle", viz.GIVEN_INK), ("filled in by the model", viz.FILLED_INK),
+                            ("differs from the recorded answer", viz.WRONG_INK),
+                            ("changed since the previous step", viz.HIGHLIGHT)):
+        assert meaning in legend and viz._hex(colour) in legend, meaning
     with pytest.raises(ValueError, match="task"):
         html_report(tmp_path / "r2.html", "t", {}, examples, {})
 
@@ -290,3 +316,14 @@ def test_missing_pillow_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "PIL", None)
     with pytest.raises(ImportError, match=r"pip install 'trm\[plot\]'"):
         render(sudoku_tokens(SUDOKU4), "sudoku")
+
+
+def test_the_legend_names_every_colour_of_a_palette_task():
+    from trm.tasks.maze.draw import MAZE_COLORS
+
+    legend = viz.legend_html("maze")
+    for colour, name in zip(MAZE_COLORS[1:], ("wall", "open", "start", "goal", "path"), strict=True):
+        assert name in legend and viz._hex(colour) in legend
+    assert "red cross" in legend and "yellow ring" in legend
+    arc = viz.legend_html("arc")
+    assert all(f"colour {c}" in arc for c in range(10)) and viz._hex(ARC_PALETTE[4]) in arc

@@ -27,12 +27,38 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from trm.atomic import atomic_folder
+from trm.atomic import atomic_folder, rename_window, shared_mode
 from trm.models import ACTModel, Carry, ModelConfig, build_model, config_from_dict
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, incomplete or corrupt; the message names the file."""
+
+
+class CheckpointWriteError(CheckpointError):
+    """A checkpoint that could not be written (disk full, no permission); the previous one is kept."""
+
+
+def _write_failure(folder: Path, e: BaseException) -> str:
+    """One line for a checkpoint that could not be written: the cause in words, and the free space."""
+    import errno
+    import shutil
+
+    try:
+        free: int | None = shutil.disk_usage(folder.parent).free
+    except OSError:
+        free = None
+    if isinstance(e, OSError):
+        why = e.strerror or str(e)
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+    else:  # torch's zip writer reports a short write as "[enforce fail at inline_container.cc] unexpected pos"
+        why = "the write was cut short"
+        full = free is not None and free < 64 * 2**20
+        why = "No space left on device" if full else f"{why} ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    space = "" if free is None else (f"; {free / 2**20:.0f} MiB free there" if free >= 2**20 else
+                                     f"; {free / 2**10:.0f} KiB free there")
+    hint = ": free some space, or set run_dir elsewhere" if full else ""
+    return f"{folder}: cannot write the checkpoint ({why}{space}); the previous checkpoint is kept{hint}"
 
 
 def _save_tensors(tensors: dict[str, Tensor], path: Path) -> None:
@@ -58,34 +84,100 @@ def save_checkpoint(folder: str | Path, *, model: ACTModel, step: int, ema_state
                     train_state: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint folder atomically and return its path."""
     folder = Path(folder)
-    with atomic_folder(folder) as tmp:
-        _save_tensors(model.state_dict(), tmp / "model.safetensors")
-        if ema_state is not None:
-            _save_tensors(ema_state, tmp / "ema.safetensors")
-        if train_state is not None:
-            torch.save(train_state, tmp / "train_state.pt")
-        _write_json({"model": model.config.to_dict(), "step": step, **(extra or {})}, tmp / "config.json")
-        for f in tmp.iterdir():  # the data must be on disk before the rename makes it visible
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+    try:
+        with atomic_folder(folder) as tmp:
+            _save_tensors(model.state_dict(), tmp / "model.safetensors")
+            if ema_state is not None:
+                _save_tensors(ema_state, tmp / "ema.safetensors")
+            if train_state is not None:
+                torch.save(train_state, tmp / "train_state.pt")
+            _write_json({"model": model.config.to_dict(), "step": step, **(extra or {})}, tmp / "config.json")
+            for f in tmp.iterdir():  # the data must be on disk before the rename makes it visible
+                os.chmod(f, shared_mode(folder=False))  # safetensors writes owner-only files
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+    except (OSError, RuntimeError) as e:  # torch.save reports a full disk as a RuntimeError of its writer
+        raise CheckpointWriteError(_write_failure(folder, e)) from None
+    _fsync_dir(folder.parent)
     return folder
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable (where the platform allows opening a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def set_latest(run_dir: str | Path, checkpoint: str | Path) -> None:
-    """Point `run_dir/latest` at `checkpoint` (atomic replace of a small text file)."""
+    """Point `run_dir/latest` at `checkpoint`: a small text file written beside it and swapped in by one
+    `os.replace`, so `latest` names the old checkpoint or the new one at every moment."""
     run_dir = Path(run_dir)
     tmp = run_dir / f".latest.tmp-{os.getpid()}"
-    tmp.write_text(Path(checkpoint).name + "\n")
+    with open(tmp, "w") as f:
+        f.write(Path(checkpoint).name + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, run_dir / "latest")
+    _fsync_dir(run_dir)
+
+
+CHECKPOINT_PREFIX = "step_"
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether a folder holds a whole checkpoint (folders are renamed into place only once written)."""
+    return (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+
+
+def checkpoint_folders(run_dir: str | Path) -> list[Path]:
+    """The complete `step_*` checkpoints of a run folder, oldest first."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    found = [p for p in run_dir.iterdir() if p.name.startswith(CHECKPOINT_PREFIX) and p.is_dir() and is_complete(p)]
+    return sorted(found, key=lambda p: (len(p.name), p.name))
+
+
+def pointed_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint `run_dir/latest` names, when that is a complete checkpoint."""
+    pointer = Path(run_dir) / "latest"
+    try:
+        name = pointer.read_text().strip()
+    except OSError:
+        return None
+    folder = Path(run_dir) / name
+    return folder if name and "/" not in name and folder.is_dir() and is_complete(folder) else None
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The checkpoint `run_dir/latest` names, or None when the run has none yet."""
-    pointer = Path(run_dir) / "latest"
-    if not pointer.is_file():
-        return None
-    folder = Path(run_dir) / pointer.read_text().strip()
-    return folder if folder.is_dir() else None
+    """The newest complete checkpoint of a run: the one `run_dir/latest` names, unless a newer complete
+    `step_*` exists (a run killed after renaming a checkpoint into place, before pointing `latest` at it)
+    or `latest` names nothing complete (a run killed at the wrong moment, a folder removed by hand);
+    None when there is none."""
+    pointed = pointed_checkpoint(run_dir)
+    folders = checkpoint_folders(run_dir)
+    newest = folders[-1] if folders else None
+    if pointed is None or (newest is not None and _step_of(newest) > _step_of(pointed)):
+        return newest
+    return pointed
+
+
+def _step_of(folder: Path) -> int:
+    digits = folder.name.removeprefix(CHECKPOINT_PREFIX)
+    return int(digits) if digits.isdigit() else -1
+
+
+def is_run_folder(path: str | Path) -> bool:
+    path = Path(path)
+    return (path / "latest").is_file() or bool(checkpoint_folders(path))
 
 
 @dataclass
@@ -119,10 +211,10 @@ def load_checkpoint(path: str | Path, *, use_ema: bool = True, device: torch.dev
     dtype (parameters stay float32); "train" means the one the run trained with.
     """
     path = Path(path)
-    if (path / "latest").is_file():
+    if not (path / "config.json").is_file() and is_run_folder(path):
         found = latest_checkpoint(path)
         if found is None:
-            raise CheckpointError(f"{path}: 'latest' names a checkpoint that does not exist")
+            raise CheckpointError(f"{path}: 'latest' names a checkpoint that does not exist, and no other is complete")
         path = found
     meta = read_meta(path)
     try:
@@ -207,6 +299,7 @@ def save_training(run_dir: str | Path, step: int, parts: Trainable, carry: Carry
     folder = save_checkpoint(Path(run_dir) / f"step_{step:07d}", model=parts.model, step=step,
                              ema_state=parts.ema.ema_state_dict() if parts.ema else None, train_state=state,
                              extra=extra)
+    rename_window("latest")
     set_latest(run_dir, folder)
     return folder
 

@@ -34,7 +34,7 @@ import torch.distributed as dist
 from trm.checkpoint import CheckpointError, Trainable, latest_checkpoint, restore_training, save_training
 from trm.loss import act_loss
 from trm.models import ACTModel, Carry, ModelConfig, build_model, config_from_dict
-from trm.models.config import ConfigError
+from trm.models.config import ConfigError, check_types
 from trm.runtime import COMPILE, DEVICES, DTYPE_CHOICES, NumericMode, numeric_mode, pick_device
 
 
@@ -130,28 +130,61 @@ class TrainConfig:
     project: str = "trm"
     """Project name for wandb."""
 
+    keep_last: int = 0
+    """Keep only the newest this many checkpoints (the one `latest` names always stays; 0: keep all)."""
+
     def __post_init__(self) -> None:
-        if self.global_batch_size < 1:
-            raise ConfigError(f"global_batch_size={self.global_batch_size}: must be positive")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"steps={self.steps}: must be positive")
-        if self.init_puzzle_rows not in ("zeros", "mean"):
-            raise ConfigError(f"init_puzzle_rows={self.init_puzzle_rows!r}: must be 'zeros' or 'mean'")
-        if self.loss_type not in ("stablemax", "softmax"):
-            raise ConfigError(f"loss_type={self.loss_type!r}: must be 'stablemax' or 'softmax'")
-        if self.optimizer not in ("adam_atan2", "muon"):
-            raise ConfigError(f"optimizer={self.optimizer!r}: must be 'adam_atan2' or 'muon'")
-        if not 0.0 < self.step_weight_decay <= 1.0:
-            raise ConfigError(f"step_weight_decay={self.step_weight_decay}: must lie in (0, 1] (1: off)")
-        if self.wta_latents < 1:
-            raise ConfigError(f"wta_latents={self.wta_latents}: must be at least 1 (1: off)")
+        if isinstance(self.compile, bool):  # YAML 1.1 reads a bare on/off as a boolean
+            object.__setattr__(self, "compile", "on" if self.compile else "off")
+        check_types(self)
+        for name, ok, allowed in (
+                ("data", bool(self.data), "a dataset folder"),
+                ("run_dir", bool(self.run_dir), "a folder for logs and checkpoints"),
+                ("global_batch_size", self.global_batch_size >= 1, "a positive integer"),
+                ("epochs", self.epochs > 0 and math.isfinite(self.epochs), "a positive number"),
+                ("steps", self.steps is None or self.steps >= 1, "a positive integer (or null: from epochs)"),
+                ("lr", self.lr >= 0 and math.isfinite(self.lr), "0 or more (0: the weights stay as they are)"),
+                ("lr_min_ratio", 0 <= self.lr_min_ratio <= 1, "in [0, 1]"),
+                ("lr_warmup_steps", self.lr_warmup_steps >= 0, "0 or more"),
+                ("weight_decay", self.weight_decay >= 0, "0 or more"),
+                ("beta1", 0 <= self.beta1 < 1, "in [0, 1)"),
+                ("beta2", 0 <= self.beta2 < 1, "in [0, 1)"),
+                ("puzzle_emb_lr", self.puzzle_emb_lr >= 0 and math.isfinite(self.puzzle_emb_lr), "0 or more"),
+                ("puzzle_emb_weight_decay", self.puzzle_emb_weight_decay >= 0, "0 or more"),
+                ("ema_rate", 0 <= self.ema_rate < 1, "in [0, 1)"),
+                ("eval_every", self.eval_every >= 0, "0 (only at the end) or a positive number of steps"),
+                ("eval_max_batches", self.eval_max_batches is None or self.eval_max_batches >= 1,
+                 "a positive integer (or null: the whole test split)"),
+                ("checkpoint_every", self.checkpoint_every >= 0, "0 (only at the end) or a positive number of steps"),
+                ("log_every", self.log_every >= 1, "a positive number of steps"),
+                ("stop_at_accuracy", self.stop_at_accuracy is None or 0 < self.stop_at_accuracy <= 1,
+                 "a fraction in (0, 1] (or null)"),
+                ("seed", self.seed >= 0, "0 or more"),
+                ("keep_last", self.keep_last >= 0, "0 (keep every checkpoint) or a positive count"),
+                ("loss_type", self.loss_type in ("stablemax", "softmax"), "'stablemax' or 'softmax'"),
+                ("loggers", set(self.loggers) <= {"tensorboard", "wandb"}, "a list of tensorboard, wandb"),
+                ("init_from_puzzle_rows", self.init_from_puzzle_rows in ("check", "reset"), "'check' or 'reset'"),
+                ("init_puzzle_rows", self.init_puzzle_rows in ("zeros", "mean"), "'zeros' or 'mean'"),
+                ("max_train_seconds", self.max_train_seconds is None or self.max_train_seconds > 0,
+                 "a positive number of seconds (or null: no budget)"),
+                ("optimizer", self.optimizer in ("adam_atan2", "muon"), "'adam_atan2' or 'muon'"),
+                ("muon_lr_ratio", self.muon_lr_ratio > 0 and math.isfinite(self.muon_lr_ratio), "a positive number"),
+                ("step_weight_decay", 0 < self.step_weight_decay <= 1, "in (0, 1] (1: off)"),
+                ("wta_latents", self.wta_latents >= 1, "a positive integer (1: off)"),
+                ("wta_noise", self.wta_noise >= 0 and math.isfinite(self.wta_noise), "0 or more")):
+            if not ok:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: must be {allowed}")
         if "arch" not in self.model:
             raise ConfigError("model: needs an 'arch' (trm, hrm or transformer)")
+        for i, stage in enumerate(self.depth_curriculum):
+            if len(stage) != 3 or not 0 <= stage[0] < 1 or any(x < 1 or x != int(x) for x in stage[1:]):
+                raise ConfigError(f"depth_curriculum[{i}]={stage!r}: must be [start fraction in [0, 1), n, T] "
+                                  "with whole n, T >= 1")
         for name in ("dtype", "device", "compile"):
-            allowed = {"dtype": DTYPE_CHOICES, "device": DEVICES, "compile": COMPILE}[name]
+            choices = {"dtype": DTYPE_CHOICES, "device": DEVICES, "compile": COMPILE}[name]
             value = getattr(self, name)
-            if value not in allowed and not (name == "device" and str(value).startswith("cuda:")):
-                raise ConfigError(f"{name}={value!r}: must be one of {allowed}")
+            if value not in choices and not (name == "device" and str(value).startswith("cuda:")):
+                raise ConfigError(f"{name}={value!r}: must be one of {choices}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -256,26 +289,63 @@ def _optimizer(cfg: TrainConfig, model: ACTModel) -> torch.optim.Optimizer:
 
 class Checkpointer:
     """Writes the whole training state every `checkpoint_every` steps (it decides at each `save`), or when
-    forced (the end, an interruption); only rank 0 writes."""
+    forced (the end, an interruption); only rank 0 writes, each step at most once, keeping the newest
+    `keep_last`."""
 
     def __init__(self, run: Run) -> None:
         self.run, self.run_dir = run, Path(run.cfg.run_dir)
+        self.saved_step: int | None = None
+        """The step of the newest checkpoint on disk (written or resumed from)."""
+        self.path: Path | None = None
+        self.fallback = False
+        """Whether `restore` found `latest` dangling and took the newest complete checkpoint."""
 
     def restore(self) -> tuple[int, Carry | None]:
         """The latest checkpoint's (step, carry), loaded into the run's parts."""
+        from trm.checkpoint import pointed_checkpoint, read_meta
+
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is None:
             raise CheckpointError(f"--resume: {self.run_dir} has no checkpoint to resume from")
-        return restore_training(ckpt, self.run.parts, self.run.device)
+        self.fallback = ckpt != pointed_checkpoint(self.run_dir)
+        check_resumable(read_meta(ckpt), self.run)
+        step, carry = restore_training(ckpt, self.run.parts, self.run.device)
+        self.saved_step, self.path = step, ckpt
+        return step, carry
 
     def save(self, step: int, carry: Carry | None, *, force: bool = False) -> None:
         every = self.run.cfg.checkpoint_every
-        if not self.run.ddp.main or not (force or (every and step % every == 0)):
+        if not self.run.ddp.main or not (force or (every and step % every == 0)) or step == self.saved_step:
             return
         mode = self.run.mode
         save_training(self.run_dir, step, self.run.parts, carry,
                       extra={"train": self.run.cfg.to_dict(), "world_size": self.run.ddp.world_size,
                              "numeric": {"dtype": mode.dtype_name, "compile": mode.compile}})
+        self.saved_step = step
+        from trm.runfolder import retain
+
+        retain(self.run_dir, self.run.cfg.keep_last)
+
+
+RESUME_FIXED = ("global_batch_size", "loss_type", "ema")
+"""Training settings a resumed run must share with the checkpoint (besides the model)."""
+
+
+def check_resumable(meta: dict[str, Any], run: Run) -> None:
+    """ConfigError naming what differs when the run's configuration cannot continue this checkpoint."""
+    saved_model = meta.get("model", {})
+    model = run.parts.model.config.to_dict()
+    changed = [f"model.{k}: {saved_model.get(k)!r} -> {model.get(k)!r}" for k in sorted(set(saved_model) | set(model))
+               if saved_model.get(k) != model.get(k)]
+    saved_train = meta.get("train", {})
+    now = run.cfg.to_dict()
+    changed += [f"{k}: {saved_train[k]!r} -> {now[k]!r}" for k in RESUME_FIXED
+                if k in saved_train and saved_train[k] != now[k]]
+    if meta.get("world_size", run.ddp.world_size) != run.ddp.world_size:
+        changed.append(f"processes: {meta['world_size']} -> {run.ddp.world_size}")
+    if changed:
+        raise ConfigError(f"--resume: the configuration differs from the checkpoint's ({'; '.join(changed)}); "
+                          "resume with the same settings, or --restart (or another run_dir) to train anew")
 
 
 class StopSignals:
@@ -398,16 +468,42 @@ def _endless(sampler: Any) -> Iterator[dict[str, np.ndarray]]:
 # The loop
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
+def train(cfg: TrainConfig, *, resume: bool = False, restart: bool = False, progress: bool = True,
           stop_after: int | None = None) -> dict[str, Any]:
     """Train according to `cfg`; returns the final metrics (rank 0's view, reduced over ranks).
 
+    A run folder that already holds checkpoints is refused unless `resume` (continue from its newest
+    checkpoint) or `restart` (move its files aside and start over); a second run into the same folder
+    is refused while the first lives (see trm.runfolder).
+
     `stop_after` ends this invocation after that many steps with a checkpoint, as an interruption
-    would (the schedule still spans the whole run), so that `resume=True` can continue it.
+    would (the schedule still spans the whole run), so that `resume=True` can continue it. An
+    interrupted run returns `interrupted: True` and `signal` (SIGINT, SIGTERM or stop_after).
     """
+    from trm.runfolder import RunFolder
+
+    main = os.environ.get("RANK", "0") == "0"  # the process group is joined later, in setup
+    with RunFolder.open(cfg.run_dir, resume=resume, restart=restart, main=main) as folder:
+        return _train(setup(cfg), folder.notes, resume=resume, progress=progress, stop_after=stop_after)
+
+
+def start_line(run: Run, step: int) -> str:
+    """What a run is about to do, in one line: folder, size, device, numerics, steps."""
+    from trm.models import count_parameters
+
+    cfg = run.cfg
+    params = count_parameters(run.parts.model)
+    start = f"resuming at step {step} of {run.total_steps}" if step else f"{run.total_steps} steps"
+    procs = f" x {run.ddp.world_size} processes" if run.ddp.world_size > 1 else ""
+    return (f"training {run.parts.model.config.arch.upper()} ({params / 1e6:.2f}M parameters) into {cfg.run_dir}: "
+            f"{start}, batch {cfg.global_batch_size}, device {run.device}{procs}, dtype {run.mode.dtype_name}, "
+            f"compile {'on' if run.mode.compile else 'off'}")
+
+
+def _train(run: Run, notes: list[str], *, resume: bool, progress: bool, stop_after: int | None) -> dict[str, Any]:
     from trm.logging import MetricLogger
 
-    run = setup(cfg)
+    cfg = run.cfg
     model, device, ddp, total_steps = run.parts.model, run.device, run.ddp, run.total_steps
     step_fn = _maybe_compile(model, run.mode.compile)
     checkpointer = Checkpointer(run)
@@ -415,6 +511,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True,
     logger = MetricLogger(Path(cfg.run_dir), cfg.to_dict(), cfg.loggers, project=cfg.project, enabled=ddp.main,
                           total_steps=total_steps, initial_step=step, progress=progress)
     evaluator = EvalHook(run, logger)
+    for note in notes:
+        logger.message(f"{cfg.run_dir}: {note}")
+    if resume and checkpointer.fallback:
+        logger.message(f"'latest' does not name the newest complete checkpoint; resuming from that one, "
+                       f"{checkpointer.path}")
+    logger.message(start_line(run, step))
     logger.message(f"numeric mode: {run.mode.reason}")
     model.train()
     model.group, model.group_noise = cfg.wta_latents, cfg.wta_noise
@@ -572,12 +674,13 @@ def _reduce_metrics(metrics: dict[str, torch.Tensor], ddp: Dist) -> dict[str, fl
 
 
 def _summarise(m: dict[str, float], global_batch_size: int) -> dict[str, float]:
-    """Batch sums -> the figures the reference logs: accuracies and steps per halted example, losses
-    per example of the global batch (the sums divided by it, which is also what is back-propagated)."""
-    count = max(m.get("count", 0.0), 1.0)
-    out = {"count": m.get("count", 0.0)}
+    """Batch sums -> the figures the reference logs: accuracies and steps per halted example (none when
+    nothing halted at this step), losses per example of the global batch (the sums divided by it, which is
+    also what is back-propagated)."""
+    count = m.get("count", 0.0)
+    out = {"count": count}
     for key in ("accuracy", "exact_accuracy", "q_halt_accuracy", "steps"):
-        if key in m:
+        if key in m and count > 0:  # means over halted examples: none when nothing halted at this step
             out[key] = m[key] / count
     for key in ("lm_loss", "q_halt_loss", "q_continue_loss"):
         if key in m:
@@ -605,7 +708,10 @@ def _parse_value(text: str) -> Any:
     """A command-line value as YAML would read it, except that `3e-4` is a number (YAML 1.1 says string)."""
     import yaml
 
-    value = yaml.safe_load(text)
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text  # not YAML (e.g. `a: b: c`): the text itself, which the typed check then judges
     if isinstance(value, str):
         try:
             return float(value)
@@ -623,29 +729,51 @@ def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
         path = RECIPES_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise ConfigError(f"no recipe {name_or_path!r}: not a file, and not one of {sorted(list_recipes())}")
-    values = yaml.safe_load(path.read_text()) or {}
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: a recipe is a mapping of settings (key: value), not {type(values).__name__}")
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key=value (e.g. model.hidden_size=256)")
-        key, text = item.split("=", 1)
-        node = values
+        key, eq, text = item.partition("=")
         parts = key.split(".")
-        for part in parts[:-1]:
+        if not eq or not all(parts):
+            raise ConfigError(f"override {item!r}: expected key=value (e.g. model.hidden_size=256)")
+        node = values
+        for depth, part in enumerate(parts[:-1]):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[:depth + 1])} is {node!r}, not a group "
+                                  "of settings")
         node[parts[-1]] = _parse_value(text)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {unknown}; known: {sorted(known)}")
+    missing = sorted(f.name for f in dataclasses.fields(TrainConfig)
+                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                     and f.name not in values)
+    if missing:
+        raise ConfigError(f"{path}: missing setting(s) {missing}")
     return TrainConfig(**values)
 
 
-def main_train(recipe: str, overrides: list[str], resume: bool = False) -> int:
+EXIT_ON_SIGNAL = {"SIGINT": 130, "SIGTERM": 143}
+"""Exit status of an interrupted run (128 + the signal number, as a shell reports a killed command), so that
+`trm train ... && trm eval ...` does not evaluate an unfinished model."""
+
+
+def main_train(recipe: str, overrides: list[str], resume: bool = False, restart: bool = False) -> int:
     cfg = load_recipe(recipe, overrides)
     try:
-        result = train(cfg, resume=resume, progress=sys.stderr.isatty())
+        result = train(cfg, resume=resume, restart=restart, progress=sys.stderr.isatty())
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
     print(json.dumps(result, indent=1, default=str))
+    if result.get("interrupted"):
+        print(f"interrupted ({result.get('signal')}) at step {result['step']}: the checkpoint is saved; "
+              f"continue with --resume", file=sys.stderr)
+        return EXIT_ON_SIGNAL.get(str(result.get("reason")), 0)
     return 0

@@ -159,11 +159,21 @@ class Drawing:
         """Draw the cells of `grid` (token ids) and the grid lines."""
         raise NotImplementedError
 
+    def with_givens(self, grid: np.ndarray, givens: np.ndarray) -> np.ndarray:
+        """`grid` with the puzzle's given cells as the puzzle has them (the default: as it is)."""
+        return grid
+
+    def legend(self) -> list[tuple[Color, Color | None, str]]:
+        """(fill, ink or None, what it means) for each colour the drawing uses, for a report's legend."""
+        return []
+
 
 class PaletteDrawing(Drawing):
     """Each token a colour (`palette[token]`); tokens outside it in a signal colour."""
 
     palette: tuple[Color, ...] = ()
+    palette_names: tuple[str, ...] = ()
+    """What each token of the palette is, for the legend."""
     lines = True
     """Lines between cells (False: only the border, so that walls read as solid blocks)."""
 
@@ -177,6 +187,10 @@ class PaletteDrawing(Drawing):
             grid_lines(draw, rows, cols, cell, (85, 85, 85))
         else:
             grid_lines(draw, rows, cols, cell, (85, 85, 85), every=(max(rows, 1), max(cols, 1)))
+
+    def legend(self) -> list[tuple[Color, Color | None, str]]:
+        names = self.palette_names or tuple(f"token {t}" for t in range(len(self.palette)))
+        return [(color, None, name) for color, name in zip(self.palette, names, strict=False) if name != "pad"]
 
 
 def drawing_for(task: str) -> Drawing:
@@ -259,6 +273,8 @@ def _draw(grid: np.ndarray, task: str, cell: int, *, givens: np.ndarray | None, 
           highlight: np.ndarray | None) -> PILImage.Image:
     Image, ImageDraw, _ = _pil()
     drawing = drawing_for(task)
+    if givens is not None:
+        grid = drawing.with_givens(grid, givens)
     rows, cols = grid.shape
     # An empty crop (an ARC prediction with no grid at the top left) still gets a one-cell picture.
     size = (max(cols, 1) * cell + 2 * MARGIN, max(rows, 1) * cell + 2 * MARGIN)
@@ -321,7 +337,9 @@ def trace_frames(steps: Sequence[Tokens], task: str, *, givens: Tokens | None = 
                  cell: int | None = None, shape: tuple[int, int] | None = None) -> list[PILImage.Image]:
     """One labelled picture per supervision step ("step 1", ...), cells changed since the previous step ringed.
 
-    inputs: shown first as an "input" frame; show_solution: `solution` shown last as a "label" frame.
+    inputs: shown first as a "puzzle" frame; givens: cells given by the puzzle are drawn as given (the
+    puzzle's token, in the given style), whatever the model wrote there; show_solution: `solution` shown last
+    as a "label" frame.
     captions: one line under each step, e.g. "acc 87%" or "q_halt 0.93".
     """
     if not steps:
@@ -333,7 +351,7 @@ def trace_frames(steps: Sequence[Tokens], task: str, *, givens: Tokens | None = 
     cell = cell or drawing_for(task).cell
     frames = []
     if inputs is not None:
-        frames.append(_frame(render(inputs, task, givens=givens, cell=cell, shape=shape), "input", None, cell))
+        frames.append(_frame(render(inputs, task, givens=givens, cell=cell, shape=shape), "puzzle", None, cell))
     previous = None
     for i, tokens in enumerate(steps):
         a = _array(tokens, f"step {i + 1}")
@@ -374,13 +392,15 @@ def render_trace(steps: Sequence[Tokens], task: str, *, givens: Tokens | None = 
 
 def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Write through a temporary file in the same folder and rename it into place."""
+    from trm.atomic import shared_mode
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a picture or report is meant to be shared
+        os.chmod(tmp, shared_mode(folder=False))  # mkstemp makes it private; a picture is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -390,16 +410,18 @@ def _atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Pat
 
 
 def save_gif(steps: Sequence[Tokens], task: str, path: str | Path, *, frame_ms: int = 700, last_ms: int = 2500,
-             loop: int = 0, **frame_kwargs: Any) -> Path:
-    """An animated GIF, one frame per step (changed cells ringed), the last held for `last_ms`.
+             first_ms: int = 1500, loop: int = 0, inputs: Tokens | None = None, **frame_kwargs: Any) -> Path:
+    """An animated GIF: the puzzle first (`inputs`, by default the `givens`; held for `first_ms`), then one
+    frame per step (changed cells ringed), the last held for `last_ms`.
 
-    frame_kwargs go to `trace_frames` (givens, solution, captions, cell, shape; not inputs or show_solution,
-    so that there is exactly one frame per step).
+    frame_kwargs go to `trace_frames` (givens, solution, captions, cell, shape; not show_solution).
     """
     Image, _, _ = _pil()
-    if "inputs" in frame_kwargs or "show_solution" in frame_kwargs:
-        raise ValueError("save_gif draws one frame per step; inputs and show_solution are for render_trace")
-    frames = trace_frames(steps, task, **frame_kwargs)
+    if "show_solution" in frame_kwargs:
+        raise ValueError("save_gif draws the puzzle and one frame per step; show_solution is for render_trace")
+    if inputs is None:
+        inputs = frame_kwargs.get("givens")
+    frames = trace_frames(steps, task, inputs=inputs, **frame_kwargs)
     w, h = max(f.width for f in frames), max(f.height for f in frames)
     padded = []
     for f in frames:  # ARC frames may differ in size; a GIF has one
@@ -407,6 +429,8 @@ def save_gif(steps: Sequence[Tokens], task: str, path: str | Path, *, frame_ms: 
         canvas.paste(f, ((w - f.width) // 2, 0))
         padded.append(canvas)
     durations = [frame_ms] * (len(padded) - 1) + [last_ms]
+    if inputs is not None and len(padded) > 2:
+        durations[0] = first_ms
     return _atomic_write(path, lambda f: padded[0].save(f, format="GIF", save_all=True, append_images=padded[1:],
                                                         duration=durations, loop=loop))
 
@@ -446,7 +470,31 @@ def _fmt(v: Any) -> str:
 
 _CSS = """body{font-family:sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:4px 10px;text-align:left}img{max-width:100%}.ex img{image-rendering:pixelated}
-.ex{margin:1em 0}.ok{color:#1a7f37}.bad{color:#c62828}"""
+.ex{margin:1em 0}.ok{color:#1a7f37}.bad{color:#c62828}
+.legend span.sw{display:inline-block;min-width:1.4em;height:1.4em;line-height:1.4em;text-align:center;
+border:1px solid #999;margin:0 .4em 0 1em;vertical-align:middle;font-weight:bold}"""
+
+
+def _hex(c: Color) -> str:
+    return "#" + "".join(f"{v:02x}" for v in c)
+
+
+def legend_entries(task: str) -> list[tuple[Color, Color | None, str, str]]:
+    """(fill, ink, mark, meaning) of everything a task's pictures show: its colours, then the marks."""
+    drawing = drawing_for(task)
+    entries = [(fill, ink, "7" if ink is not None else "", what) for fill, ink, what in drawing.legend()]
+    entries.append((WHITE, HIGHLIGHT, "\u25a2", "yellow ring: changed since the previous step"))
+    if drawing.crosses:
+        entries.append((WHITE, WRONG_INK, "\u2715", "red cross: differs from the recorded answer"))
+    return entries
+
+
+def legend_html(task: str) -> str:
+    """The legend of a task's pictures as one HTML paragraph of colour swatches."""
+    esc = html.escape
+    items = [f"<span class='sw' style='background:{_hex(fill)};color:{_hex(ink) if ink else '#000'}'>{esc(mark)}"
+             f"</span>{esc(what)}" for fill, ink, mark, what in legend_entries(task)]
+    return f"<p class='legend'><b>{esc(task)}:</b>" + "".join(items) + "</p>"
 
 
 def html_report(path: str | Path, title: str, per_step_accuracy: Mapping[str, Sequence[float]],
@@ -468,6 +516,11 @@ def html_report(path: str | Path, title: str, per_step_accuracy: Mapping[str, Se
                      f"src='data:image/png;base64,{_accuracy_plot(per_step_accuracy)}'>")
     else:
         parts.append("<p>No per-step accuracy recorded.</p>")
+    drawn = list(dict.fromkeys(str(ex.get("task", task)) for ex in examples if ex.get("task", task) is not None))
+    if drawn:
+        parts.append("<h2>Legend</h2>\n<p>Each example: the puzzle, the answer after each supervision step, and the "
+                     "recorded answer (label).</p>")
+        parts += [legend_html(t) for t in drawn]
     for correct, heading in ((True, "Solved examples"), (False, "Unsolved examples")):
         chosen = [(i, ex) for i, ex in enumerate(examples) if bool(ex.get("correct")) == correct]
         if not chosen:

@@ -30,16 +30,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         t.add_argument("output", type=Path, help="dataset folder to write")
         task.add_build_arguments(t)
         t.add_argument("--seed", type=int, default=0, help="seed: the same seed gives byte-identical files")
-        t.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+        t.add_argument("--overwrite", action="store_true",
+                       help="replace OUTPUT if it is a dataset folder (anything else is refused)")
         t.set_defaults(func=_runner(task))
 
 
 def _runner(task: type[PuzzleTask]) -> Callable[[argparse.Namespace], int]:
     def build(args: argparse.Namespace) -> int:
-        from trm.data.format import load_dataset
+        from trm.data.format import check_replaceable, load_dataset
 
         if args.output.exists() and not args.overwrite:
             raise DataError(f"{args.output}: already exists (pass --overwrite to replace it)")
+        check_replaceable(args.output)
         t0 = time.perf_counter()
         try:
             task.build(args)

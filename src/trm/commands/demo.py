@@ -112,7 +112,9 @@ def run(args: argparse.Namespace) -> int:
         show(steps[k - 1])
     if solved.settled < len(steps):
         print(f"   steps {solved.settled + 1}-{len(steps)}: no cell changed")
-    print(f"   valid: {solved.valid}; the answer stopped changing after step {solved.settled}")
+    from trm.commands.solve import settled_line
+
+    print(f"   valid: {solved.valid}; {settled_line(solved)}")
 
     print("== 5. pictures")
     from trm import viz

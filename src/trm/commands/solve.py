@@ -12,6 +12,7 @@ and a message naming what is wrong.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +47,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+PUZZLE_FILE_SUFFIXES = (".txt", ".json", ".csv", ".sdk", ".sdm", ".maze")
+
+
+def looks_like_path(arg: str) -> bool:
+    """Whether an argument that names no file was meant as one (a folder part, or a file suffix), not a puzzle."""
+    if "\n" in arg or arg.lstrip().startswith(("{", "[")):
+        return False
+    return "/" in arg or os.sep in arg or arg.lower().endswith(PUZZLE_FILE_SUFFIXES)
+
+
 def read_puzzle(arg: str) -> tuple[str, str]:
     """(text, where): the argument itself, the file it names, or standard input for '-'."""
     if arg == "-":
@@ -54,8 +65,13 @@ def read_puzzle(arg: str) -> tuple[str, str]:
     try:
         if path.is_file():
             return path.read_text(), str(path)
-    except OSError:  # a long puzzle line is not a usable file name
-        pass
+        if path.is_dir():
+            raise UsageError(f"{arg}: a folder, not a puzzle file")
+    except OSError as e:
+        if len(arg) < 256 and not isinstance(e, FileNotFoundError):  # a long puzzle line is no usable file name
+            raise UsageError(f"{arg}: cannot read it ({e.strerror or e})") from None
+    if looks_like_path(arg):
+        raise UsageError(f"{arg}: no such file (PUZZLE is the puzzle itself, a file holding it, or '-')")
     return arg, "puzzle"
 
 
@@ -63,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     from trm.data.format import DataError
     from trm.solve import Solver
 
+    for name, value in (("--steps", args.steps), ("--variants", args.variants)):
+        if value is not None and value < 1:
+            raise UsageError(f"{name} {value}: must be a positive integer")
     scaling = scaling_from_args(args)
     try:
         solver = Solver.from_checkpoint(args.checkpoint, data=args.data, task=args.task, use_ema=not args.raw,
@@ -82,22 +101,34 @@ def run(args: argparse.Namespace) -> int:
         puzzles = task.parse_many(text, where)
     except DataError as e:
         raise DataError(f"malformed puzzle: {e}") from None
+    impossible = [task.no_solution(p) for p in puzzles]  # decided exactly, before the model runs
     solutions = solver.solve(puzzles)
     for i, s in enumerate(solutions):
         if len(solutions) > 1:
             print(f"== puzzle {i + 1}")
+        if impossible[i]:
+            print(f"this puzzle has no solution: {impossible[i]}; the model's answer follows, and cannot be valid")
         if args.trace:
             for k in range(1, s.stopped + 1):
                 print(f"after step {k} ({s.changed(k)} cells changed, q_halt {s.q_halt[k - 1]:+.2f}):")
                 print(s.task.format(s.steps[k - 1], s.puzzle))
-        print("answer:")
+        print("answer (NOT a solution: the puzzle has none):" if impossible[i] else "answer:")
         print(s.text)
         verdict = "undefined" if s.valid is None else ("yes" if s.valid else "no")
         print(f"valid: {verdict}")
         halted = f"halting head fired at step {s.halted_at}" if s.halted_at else "halting head never fired"
-        print(f"stopped changing after step {s.settled} of {s.stopped}; {halted}")
+        print(f"{settled_line(s)}; {halted}")
     _pictures(args, task.name, solutions[:1])
     return 0
+
+
+def settled_line(s: Solution) -> str:
+    """When the answer last changed, in words that are true at the last step too."""
+    if s.stopped == 1:
+        return "answered after 1 step of 1"
+    if s.settled == s.stopped:
+        return f"still changing at the last step ({s.stopped} of {s.stopped}): more steps may change it further"
+    return f"stopped changing after step {s.settled} of {s.stopped}"
 
 
 def _pictures(args: argparse.Namespace, task: str, solutions: list[Solution]) -> None:

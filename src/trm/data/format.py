@@ -226,6 +226,20 @@ def make_split(sets: Mapping[str, SetArrays], *, vocab_size: int, num_puzzle_ide
 # Writing
 
 
+def is_dataset_folder(root: str | Path) -> bool:
+    """Whether a folder is a dataset (a split with its dataset.json), i.e. one that `--overwrite` may replace."""
+    root = Path(root)
+    return root.is_dir() and any((root / split / "dataset.json").is_file() for split in ("train", "test"))
+
+
+def check_replaceable(root: str | Path) -> None:
+    """DataError unless `root` is absent or a dataset folder: overwriting never removes anything else."""
+    root = Path(root)
+    if root.exists() and not is_dataset_folder(root):
+        raise DataError(f"{root}: exists and is not a dataset folder (no train/dataset.json or test/dataset.json); "
+                        "--overwrite replaces only a dataset: choose a new folder or remove this one yourself")
+
+
 def write_dataset(root: str | Path, splits: Mapping[str, Split], identifiers: Sequence[str] = (BLANK_IDENTIFIER,),
                   *, overwrite: bool = False, validate: bool = True) -> Path:
     """Write a dataset folder atomically: everything goes to a temporary folder beside `root`, which is
@@ -236,6 +250,7 @@ def write_dataset(root: str | Path, splits: Mapping[str, Split], identifiers: Se
     root = Path(root)
     if root.exists() and not overwrite:
         raise FileExistsError(f"{root}: already exists (pass overwrite=True, or --overwrite, to replace it)")
+    check_replaceable(root)
     with atomic_folder(root) as tmp:
         for split_name, split in splits.items():
             folder = tmp / split_name

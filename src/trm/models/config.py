@@ -7,8 +7,11 @@ Configurations are frozen dataclasses validated on construction; each model file
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import types
+import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, Union
 
 PosEncoding = Literal["rope", "learned", "none"]
 C = TypeVar("C", bound="ModelConfig")
@@ -16,6 +19,95 @@ C = TypeVar("C", bound="ModelConfig")
 
 class ConfigError(ValueError):
     """A configuration that cannot work; the message says which field and why."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Typed fields: one check for every configuration (models, training recipes, their overrides)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _kind(value: Any) -> str:
+    return {bool: "a boolean", str: "a string", int: "an integer", float: "a number", list: "a list",
+            dict: "a mapping", type(None): "empty"}.get(type(value), type(value).__name__)
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    """`value` as the annotated type `hint` (a whole float becomes an int); ConfigError when it is not one."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        errors = []
+        for option in options:
+            try:
+                return _coerce(value, option, name)
+            except ConfigError as e:
+                errors.append(e)
+        if len(options) == 1:
+            raise errors[0]
+        raise ConfigError(f"{name}={value!r}: must be {' or '.join(_describe(o) for o in options)}")
+    if hint is Any:
+        return value
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{name}={value!r}: must be one of {', '.join(repr(a) for a in args)}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, float):
+            raise ConfigError(f"{name}={value!r}: must be a whole number")
+    elif hint is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif origin is list:
+        if isinstance(value, (list, tuple)):
+            return [_coerce(v, args[0], f"{name}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    elif origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    else:
+        return value
+    raise ConfigError(f"{name}={value!r}: must be {_describe(hint)}, not {_kind(value)}")
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list:
+        return f"a list of {_describe(args[0]).removeprefix('a ').removeprefix('an ')}s" if args else "a list"
+    if origin is dict:
+        return "a mapping (key: value)"
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
+
+
+def check_types(obj: Any, prefix: str = "") -> None:
+    """Check (and normalise: whole floats to int, ints to float) every field of a dataclass instance against
+    its annotation; ConfigError names the field (`prefix` + name), the value and what is allowed."""
+    hints = _hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        fixed = _coerce(value, hints[f.name], prefix + f.name)
+        if fixed is not value:
+            object.__setattr__(obj, f.name, fixed)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +144,7 @@ class ModelConfig:
     """Halt when q_halt > q_continue and train q_continue (Q-learning) instead of q_halt > 0."""
 
     def __post_init__(self) -> None:
+        check_types(self, f"{type(self).__name__}.")
         self._check(self.vocab_size >= 2, "vocab_size", "must be at least 2")
         self._check(self.seq_len >= 1, "seq_len", "must be positive")
         self._check(self.hidden_size >= 1, "hidden_size", "must be positive")

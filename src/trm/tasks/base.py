@@ -59,14 +59,35 @@ class Scorer(Protocol):
         """Rows for the HTML report's summary table."""
 
 
+class BuildProgress:
+    """`update(n)` of a build's progress bar; a build that learns its total late calls `set_total`."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def __call__(self, n: int) -> None:
+        self.bar.update(n)
+
+    def set_total(self, total: int) -> None:
+        self.bar.total = total
+        self.bar.refresh()
+
+
+def set_progress_total(progress: Callable[[int], object] | None, total: int) -> None:
+    """Tell a build's progress callback how many updates to expect (when it can be told)."""
+    setter = getattr(progress, "set_total", None)
+    if setter is not None and total > 0:
+        setter(total)
+
+
 @contextmanager
 def progress_bar(total: int | None, desc: str) -> Iterator[Callable[[int], object]]:
-    """A console progress bar for a dataset build: yields `update(n)`, closed on the way out."""
+    """A console progress bar for a dataset build: yields `update(n)` (a `BuildProgress`), closed on the way out."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=desc, unit="puzzle")
     try:
-        yield bar.update
+        yield BuildProgress(bar)
     finally:
         bar.close()
 
@@ -134,6 +155,11 @@ class PuzzleTask:
     def format(self, tokens: np.ndarray, inputs: np.ndarray | None = None) -> str:
         """An answer (tokens) as text."""
         raise NotImplementedError
+
+    def no_solution(self, tokens: np.ndarray) -> str:
+        """Why this puzzle (input tokens) has no answer, decided exactly before any model runs; '' when it has
+        one, or when the task has no exact solver."""
+        return ""
 
     def valid(self, predictions: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         """(B,) bool: whether each predicted answer is a valid answer to its input."""

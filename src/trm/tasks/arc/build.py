@@ -30,7 +30,7 @@ import numpy as np
 
 from trm.atomic import atomic_folder
 from trm.data.dihedral import DIHEDRAL_TRANSPOSES, dihedral
-from trm.data.format import DatasetMetadata
+from trm.data.format import DatasetMetadata, check_replaceable
 from trm.tasks.arc.augment import (
     CANVAS,
     COLOUR_OFFSET,
@@ -267,6 +267,7 @@ def build_arc(config: ArcBuildConfig, log: bool = True,
     out = Path(config.output)
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out}: already exists (pass overwrite=True, or --overwrite, to replace it)")
+    check_replaceable(out)
     raw_tests, dropped = None, 0
     if config.reference_identical:
         from trm.tasks.arc.reference_layout import plan_reference

@@ -20,6 +20,7 @@ class ArcDrawing(PaletteDrawing):
     cell = 20
     background = ARC_PAD
     palette = (ARC_PAD, ARC_MARKER, *ARC_PALETTE)  # tokens: pad, end marker, colours 0-9
+    palette_names = ("pad", "end marker", *(f"colour {c}" for c in range(10)))
     ring_edge = True  # the highlight ring is yellow, like colour 4
 
     def shape(self, n: int) -> tuple[int, int]:

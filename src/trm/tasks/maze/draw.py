@@ -14,4 +14,5 @@ class MazeDrawing(PaletteDrawing):
     cell = 12
     background = (232, 232, 232)
     palette = MAZE_COLORS
+    palette_names = ("pad", "wall '#'", "open ' '", "start 'S'", "goal 'G'", "path 'o'")
     lines = False  # walls read better as solid blocks; only the border

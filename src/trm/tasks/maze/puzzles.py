@@ -365,6 +365,9 @@ class MazeBuildConfig:
             raise ValueError(f"source {self.source!r}: must be csv or generate")
         if self.source == "csv" and self.path is None:
             raise ValueError("source 'csv' needs a path")
+        if self.source == "generate" and (self.train_count < 1 or self.test_count < 0):
+            raise ValueError(f"--generate {self.train_count} --test-count {self.test_count}: generate at least one "
+                             "training maze and no negative number of test mazes")
 
 
 def _take(r: MazeRecords, index: np.ndarray) -> MazeRecords:

@@ -64,6 +64,12 @@ class SudokuTask(PuzzleTask):
             rows.append(" | ".join(" ".join(cells[i:i + bc]) for i in range(0, self.n, bc)))
         return "\n".join(rows)
 
+    def no_solution(self, tokens: np.ndarray) -> str:
+        grid = puzzles.decode(np.asarray(tokens).reshape(-1), self.n)
+        if puzzles.solve(grid, limit=1).solutions:
+            return ""
+        return "no grid completes these givens (the exact solver searched them all)"
+
     def valid(self, predictions: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         return puzzles.valid_token_solutions(predictions, inputs)
 

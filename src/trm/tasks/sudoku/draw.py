@@ -8,7 +8,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trm.tasks.sudoku.puzzles import BOX_SHAPES
-from trm.viz import BLACK, FILLED_INK, GIVEN_INK, UNKNOWN, WRONG_INK, Drawing, cell_box, draw_text, grid_lines
+from trm.viz import (
+    BLACK,
+    FILLED_INK,
+    GIVEN_INK,
+    UNKNOWN,
+    WHITE,
+    WRONG_INK,
+    Color,
+    Drawing,
+    cell_box,
+    draw_text,
+    grid_lines,
+)
+
+GIVEN_FILL: Color = (238, 238, 238)
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
@@ -30,13 +44,20 @@ class SudokuDrawing(Drawing):
         if rows != cols or rows not in BOX_SHAPES:
             raise ValueError(f"shape must be 4x4, 6x6 or 9x9, got {rows}x{cols}")
 
+    def with_givens(self, grid: np.ndarray, givens: np.ndarray) -> np.ndarray:
+        return np.where(givens >= 2, givens, grid)
+
+    def legend(self) -> list[tuple[Color, Color | None, str]]:
+        return [(GIVEN_FILL, GIVEN_INK, "given by the puzzle"), (WHITE, FILLED_INK, "filled in by the model"),
+                (WHITE, WRONG_INK, "filled in, differs from the recorded answer")]
+
     def paint(self, img: PILImage.Image, draw: Any, grid: np.ndarray, cell: int, givens: np.ndarray | None,
               wrong: np.ndarray | None) -> None:
         rows, cols = grid.shape
         given = givens >= 2 if givens is not None else np.zeros(grid.shape, dtype=bool)
         for r, c in np.argwhere(given):
             x0, y0, x1, y1 = cell_box(int(r), int(c), cell)
-            draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=(238, 238, 238))
+            draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=GIVEN_FILL)
         grid_lines(draw, rows, cols, cell, (185, 185, 185))
         grid_lines(draw, rows, cols, cell, BLACK, every=BOX_SHAPES[rows], width=3)
         for (r, c), t in np.ndenumerate(grid):

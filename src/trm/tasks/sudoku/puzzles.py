@@ -522,6 +522,12 @@ class SudokuBuildConfig:
             raise ValueError(f"test_fraction {self.test_fraction} outside [0, 1)")
         if self.num_aug < 0:
             raise ValueError(f"num_aug {self.num_aug} must be >= 0")
+        if self.source == "generate" and self.count < 1:
+            raise ValueError(f"--generate {self.count}: the count of puzzles to generate must be positive")
+        for name in ("subsample", "test_size", "limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} {value}: must be positive (or left out)")
         if self.source == "generate" and self.generator.n != self.n:
             raise ValueError(f"generator.n {self.generator.n} differs from n {self.n}")
 
@@ -565,11 +571,17 @@ def _take(records: SudokuRecords, index: np.ndarray) -> SudokuRecords:
                          [records.sources[i] for i in index], records.ratings[index])
 
 
-def load_source(config: SudokuBuildConfig, rng: np.random.Generator) -> tuple[SudokuRecords, SudokuRecords]:
-    """Train and test puzzles (with answers) of a build, before subsampling and augmentation."""
+def load_source(config: SudokuBuildConfig, rng: np.random.Generator,
+                progress: Callable[[int], object] | None = None) -> tuple[SudokuRecords, SudokuRecords]:
+    """Train and test puzzles (with answers) of a build, before subsampling and augmentation; `progress(1)`
+    after each generated puzzle."""
     n = config.n
     if config.source == "generate":
-        made = list(generate_many(config.generator, config.count, rng))
+        made = []
+        for m in generate_many(config.generator, config.count, rng):
+            made.append(m)
+            if progress is not None:
+                progress(1)
         records = SudokuRecords(_stack([m[0] for m in made], n), _stack([m[1] for m in made], n),
                                 ["generated"] * len(made), np.asarray([m[2] for m in made], np.int32))
         return split_records(records, config.test_fraction, rng)
@@ -621,12 +633,17 @@ def build_dataset(output: str | Path, config: SudokuBuildConfig, *, overwrite: b
     Like the reference, every puzzle has the shared identifier 0 (one embedding row: learned register
     tokens), so `num_puzzle_identifiers` is 1.
     """
+    from trm.tasks.base import set_progress_total
+
     rng = np.random.default_rng(config.seed)
-    train, test = load_source(config, rng)
+    generated = config.count if config.source == "generate" else 0
+    set_progress_total(progress, 2 * generated)  # generating, then writing each puzzle
+    train, test = load_source(config, rng, progress)
     train = _subsample(train, config.subsample, rng)
     test = _subsample(test, config.test_size, rng)
     if len(train) == 0:
         raise DataError(f"no training puzzles from {config.source} {config.path or ''}".strip())
+    set_progress_total(progress, generated + len(train) + len(test))
     splits = {}
     for name, records, num_aug in (("train", train, config.num_aug), ("test", test, 0)):
         arrays = _set_arrays(records, num_aug, rng, progress)
