@@ -192,7 +192,7 @@ def test_eval_of_a_model_as_another_task(sudoku_run: Path, capsys: pytest.Captur
 def test_eval_on_a_dataset_the_model_cannot_read(sudoku_run: Path, copy_run: dict[str, Path],
                                                  capsys: pytest.CaptureFixture) -> None:
     assert main(["eval", str(sudoku_run), "--data", str(copy_run["data"]), "--device", "cpu"]) == 2
-    one_line(capsys, "eval", "the model reads 16 tokens", "--data")
+    one_line(capsys, "eval", "the checkpoint reads 16 tokens", "has 6")
 
 
 def test_eval_of_nothing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

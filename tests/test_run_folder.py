@@ -368,10 +368,10 @@ def test_train_prints_a_start_line(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_metric_lines_have_no_means_when_nothing_halted() -> None:
-    quiet = _summarise({"count": 0.0, "accuracy": 0.0, "exact_accuracy": 0.0, "steps": 0.0, "lm_loss": 3.0})
-    assert quiet == {"count": 0.0, "lm_loss": 3.0}
-    busy = _summarise({"count": 4.0, "accuracy": 2.0, "steps": 8.0, "lm_loss": 3.0})
-    assert busy == {"count": 4.0, "accuracy": 0.5, "steps": 2.0, "lm_loss": 3.0}
+    quiet = _summarise({"count": 0.0, "accuracy": 0.0, "exact_accuracy": 0.0, "steps": 0.0, "lm_loss": 3.0}, 2)
+    assert quiet == {"count": 0.0, "lm_loss": 1.5}
+    busy = _summarise({"count": 4.0, "accuracy": 2.0, "steps": 8.0, "lm_loss": 3.0}, 2)
+    assert busy == {"count": 4.0, "accuracy": 0.5, "steps": 2.0, "lm_loss": 1.5}
 
 
 @pytest.fixture

@@ -134,9 +134,9 @@ def run(args: argparse.Namespace) -> int:
     options = EvalOptions(steps=args.steps, policy=args.policy, scaling=scaling, blank_ids=args.blank_ids,
                           keep_examples=0 if args.no_report else 4, max_batches=args.max_batches)
     subset = test_subset(data.dataset.test, args.limit, args.seed) if args.limit and data.dataset.test else None
-    total = _examples(data, subset)
-    print(f"evaluating {total} examples in batches of {args.batch_size}"
-          + (f" (the first {args.max_batches} batches only)" if args.max_batches is not None else ""),
+    total, batch_count = _examples(data, subset, args.batch_size)
+    print(f"evaluating {total} examples in {batch_count} batches of {args.batch_size}"
+          + (f" (the first {args.max_batches} only)" if args.max_batches is not None else ""),
           file=sys.stderr, flush=True)
     batches = with_progress(data.test_batches(args.batch_size, subset=subset), total, args.batch_size,
                             args.max_batches)
@@ -144,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
                       collect=scorer.collect if scorer is not None else None)
     dtype = str(loaded.model.dtype).removeprefix("torch.")
     chosen = result_options(args, result.budget, dtype, data_dir, trained_on, task.name if task else None)
-    report: dict[str, Any] = {"checkpoint": str(loaded.meta.get("source", loaded.path)), "data": str(data_dir),
+    report: dict[str, Any] = {"checkpoint": str(loaded.path), "source": str(loaded.meta.get("source", loaded.path)),
+                              "data": str(data_dir),
                               "format": loaded.meta.get("format"), "task": task.name if task else None,
                               "blank_ids": args.blank_ids, "dtype": dtype, "weights": "raw" if args.raw else "ema",
                               "limit": args.limit, "seed": args.seed if args.limit else None,
@@ -152,9 +153,9 @@ def run(args: argparse.Namespace) -> int:
     add_intervals(report)
     print(format_table(report, None), flush=True)  # the numbers first, whatever happens to the files
     fallback = Path("eval-results") / f"{loaded.path.parent.name}-{loaded.path.name}"
-    folder, note = writable_folder(results_folder(args, loaded), fallback)
     if args.out:
-        folder.mkdir(parents=True, exist_ok=True)
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+    folder, note = writable_folder(results_folder(args, loaded), fallback)
     if note:
         print(note, file=sys.stderr)
     out = claim(folder, "eval", result_tag(tag_parts(chosen, trained_on)), chosen)
@@ -182,11 +183,13 @@ def results_folder(args: argparse.Namespace, loaded: Any) -> Path:
     return Path(loaded.path)
 
 
-def _examples(data: Any, subset: dict[str, Any] | None) -> int:
+def _examples(data: Any, subset: dict[str, Any] | None, batch_size: int) -> tuple[int, int]:
+    """(examples, batches) of the test split, or of its --limit subset."""
     split = data.dataset.test
     if split is None:
-        return 0
-    return sum(a.num_examples if subset is None else len(subset.get(name, [])) for name, a in split.sets.items())
+        return 0, 0
+    sizes = [a.num_examples if subset is None else len(subset.get(name, [])) for name, a in split.sets.items()]
+    return sum(sizes), sum(-(-n // batch_size) for n in sizes)
 
 
 def with_progress(batches: Any, total: int, batch_size: int, max_batches: int | None) -> Any:
@@ -240,8 +243,9 @@ def result_options(args: argparse.Namespace, budget: int, dtype: str, data_dir: 
     """Every option that changes the numbers of an evaluation (they name its files)."""
     return {"policy": args.policy, "steps": budget, "blank_ids": args.blank_ids, "augment": args.augment,
             "noise": args.noise, "noise_scale": args.noise_scale if args.noise > 1 else None,
-            "step_noise": args.step_noise or None, "select": args.select, "limit": args.limit,
-            "seed": args.seed if args.augment > 1 or args.noise > 1 or args.limit else None,
+            "step_noise": getattr(args, "step_noise", 0.0) or None, "select": args.select,
+            "limit": getattr(args, "limit", None),
+            "seed": args.seed if args.augment > 1 or args.noise > 1 or getattr(args, "limit", None) else None,
             "weights": "raw" if args.raw else "ema", "dtype": dtype, "max_batches": args.max_batches,
             "data": str(data_dir) if trained_on is None or Path(data_dir) != Path(trained_on) else None,
             "task": task if args.task else None}
