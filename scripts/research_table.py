@@ -118,6 +118,8 @@ def measure(args: argparse.Namespace) -> None:
             cfg = _config(args.recipe, data, run_dir, overrides, steps, seed)
             start = time.perf_counter()
             result = train(cfg, progress=False)
+            if result.get("interrupted"):  # stopped by a signal: leave the rest for the next invocation
+                raise SystemExit(f"interrupted during {name} (seed {seed}); run the same command again to go on")
             save({"kind": "train", "name": name, "seed": seed, "steps": steps, "overrides": overrides,
                   "train_seconds": _train_seconds(run_dir), "wall_seconds": time.perf_counter() - start,
                   "exact_accuracy": result.get("all/exact_accuracy"), "run_dir": str(run_dir),
