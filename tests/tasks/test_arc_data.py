@@ -419,3 +419,19 @@ def test_small_canvas_build(tmp_path: Path) -> None:
     for row in range(0, train.num_examples, 7):
         grid, _ = find_grid(np.asarray(train.inputs[row]))
         assert grid.size and max(grid.shape) <= 6
+
+
+def test_build_progress_knows_its_total(small_source: Path, tmp_path: Path) -> None:
+    class Recorder:
+        total, done = 0, 0
+
+        def __call__(self, n: int) -> None:
+            self.done += n
+
+        def set_total(self, total: int) -> None:
+            self.total = total
+
+    progress = Recorder()
+    build_arc(ArcBuildConfig(source=str(small_source), output=tmp_path / "arc", subsets=("training", "evaluation"),
+                             num_variants=8), log=False, progress=progress)
+    assert progress.total == progress.done == 5 * 9  # every task's 9 variants, announced before they are written

@@ -41,6 +41,7 @@ from trm.tasks.arc.augment import (
     variant_name,
 )
 from trm.tasks.arc.puzzles import ArcDataError, ArcTask, load_subset, merge_subsets
+from trm.tasks.base import set_progress_total
 
 SEQ_LEN = CANVAS * CANVAS
 """Tokens per example in the reference layout (a small-canvas dataset has canvas * canvas)."""
@@ -283,6 +284,7 @@ def build_arc(config: ArcBuildConfig, log: bool = True,
               f"{time.perf_counter() - start:.1f}s")
 
     # written beside the target and renamed into place, so an interrupted build leaves no half dataset
+    set_progress_total(progress, sum(len(p.variants) for p in plans if p.train_pairs))
     with atomic_folder(out) as tmp:
         examples = {split: _write_split(tmp / split, plans, split, len(names), progress if split == "train" else None,
                                         config.canvas, declare_task=not config.reference_identical)

@@ -29,6 +29,7 @@ from trm.data.format import (
     read_puzzle_csv,
     write_dataset,
 )
+from trm.tasks.base import set_progress_total
 
 CHARSET = "# SGo"
 """Characters of tokens 1..5."""
@@ -417,6 +418,9 @@ def build_dataset(output: str | Path, config: MazeBuildConfig, *, overwrite: boo
     """Write a Maze dataset folder; every maze has the shared identifier 0, as in the reference."""
     rng = np.random.default_rng(config.seed)
     train, test = load_source(config, rng, progress)
+    if config.source != "generate" and progress is not None:  # read at once: the bar shows what was read
+        set_progress_total(progress, len(train) + len(test))
+        progress(len(train) + len(test))
     if config.subsample is not None and config.subsample < len(train):
         train = _take(train, np.sort(rng.choice(len(train), config.subsample, replace=False)))
     if len(train) == 0:
