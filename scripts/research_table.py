@@ -122,7 +122,8 @@ def measure(args: argparse.Namespace) -> None:
                 raise SystemExit(f"interrupted during {name} (seed {seed}); run the same command again to go on")
             save({"kind": "train", "name": name, "seed": seed, "steps": steps, "overrides": overrides,
                   "train_seconds": _train_seconds(run_dir), "wall_seconds": time.perf_counter() - start,
-                  "exact_accuracy": result.get("all/exact_accuracy"), "run_dir": str(run_dir),
+                  "exact_accuracy": result.get("all/exact_accuracy"), "token_accuracy": result.get("all/accuracy"),
+                  "run_dir": str(run_dir),
                   "command": f"trm train {args.recipe} data={data} steps={steps} seed={seed} " + " ".join(overrides)})
         baseline = out / "runs" / f"baseline-seed{seed}"
         dataset = open_dataset(data)
@@ -139,6 +140,7 @@ def measure(args: argparse.Namespace) -> None:
             flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in options.items())
             save({"kind": "eval", "name": name, "seed": seed, "options": options,
                   "exact_accuracy": summary["sets"]["all"]["exact_accuracy"],
+                  "token_accuracy": summary["sets"]["all"]["accuracy"],
                   "steps_per_puzzle": summary["cost"]["supervision_steps_per_example"],
                   "seconds": summary["cost"]["seconds"], "puzzles": summary["sets"]["all"]["count"],
                   "command": f"trm eval {baseline} {flags}".strip()})
@@ -146,8 +148,8 @@ def measure(args: argparse.Namespace) -> None:
 
 def table(out: Path) -> str:
     records = json.loads((out / "results.json").read_text())
-    lines = ["| option | held-out exact accuracy (mean ± spread, seeds) | steps | training s | cost per puzzle |",
-             "|---|---|---|---|---|"]
+    lines = ["| option | held-out exact accuracy (mean ± spread, seeds) | token accuracy | steps | training s "
+             "| cost per puzzle |", "|---|---|---|---|---|---|"]
 
     def row(kind: str, name: str) -> str | None:
         rs = [r for r in records if r["kind"] == kind and r["name"] == name]
@@ -156,18 +158,21 @@ def table(out: Path) -> str:
         acc = [100 * r["exact_accuracy"] for r in rs]
         spread = (max(acc) - min(acc)) / 2
         seeds = ",".join(str(r["seed"]) for r in rs)
+        tokens = f"{statistics.mean(100 * r['token_accuracy'] for r in rs):.1f}%" if all(
+            r.get("token_accuracy") is not None for r in rs) else ""
         if kind == "train":
             steps = statistics.median(r["steps"] for r in rs)
             secs = statistics.median(r["train_seconds"] for r in rs)
-            return (f"| {name} | {statistics.mean(acc):.1f}% ± {spread:.1f} ({seeds}) | {steps:.0f} | {secs:.0f} "
-                    f"| 8 steps |")
+            return (f"| {name} | {statistics.mean(acc):.1f}% ± {spread:.1f} ({seeds}) | {tokens} | {steps:.0f} "
+                    f"| {secs:.0f} | 8 steps |")
         cost = statistics.median(r["steps_per_puzzle"] for r in rs)
         ms = statistics.median(1000 * r["seconds"] / r["puzzles"] for r in rs)
-        return f"| {name} | {statistics.mean(acc):.1f}% ± {spread:.1f} ({seeds}) | | | {cost:.1f} steps, {ms:.1f} ms |"
+        return (f"| {name} | {statistics.mean(acc):.1f}% ± {spread:.1f} ({seeds}) | {tokens} | | "
+                f"| {cost:.1f} steps, {ms:.1f} ms |")
 
     lines += [r for name in TRAINING if (r := row("train", name))]
-    lines += ["", "| evaluation option (on the baseline's checkpoints) | held-out exact accuracy | | | cost per puzzle |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| evaluation option (on the baseline's checkpoints) | held-out exact accuracy | token accuracy | | "
+              "| cost per puzzle |", "|---|---|---|---|---|---|"]
     lines += [r for name in EVALUATION if (r := row("eval", name))]
     return "\n".join(lines)
 
