@@ -773,7 +773,7 @@ def main_train(recipe: str, overrides: list[str], resume: bool = False, restart:
             dist.destroy_process_group()
     print(json.dumps(result, indent=1, default=str))
     if result.get("interrupted"):
-        print(f"interrupted ({result.get('signal')}) at step {result['step']}: the checkpoint is saved; "
+        print(f"stopped ({result.get('reason')}) at step {result['step']}: the checkpoint is saved; "
               f"continue with --resume", file=sys.stderr)
         return EXIT_ON_SIGNAL.get(str(result.get("reason")), 0)
     return 0
