@@ -45,16 +45,19 @@ def test_grad_depth_keeps_gradients_through_the_last_k_applications(depth: int) 
     assert calls == [False] * (12 - kept) + [True] * kept
 
 
+def _step_gradients(cfg: TRMConfig) -> dict[str, torch.Tensor]:
+    """The parameter gradients of one supervision step's loss, from seed-0 weights."""
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    batch = random_batch(cfg)
+    carry, out = model(model.initial_carry(batch), batch)
+    act_loss(carry, out).total.backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
 def test_grad_depth_two_is_the_one_step_gradient() -> None:
     base = TRMConfig(**{**SMALL, "layers": 1}, T=2, n=3)
-    grads = []
-    for cfg in (base.replace(one_step_grad=True), base.replace(grad_depth=2)):
-        torch.manual_seed(0)
-        model = build_model(cfg).train()
-        batch = random_batch(cfg)
-        carry, out = model(model.initial_carry(batch), batch)
-        act_loss(carry, out).total.backward()
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    grads = [_step_gradients(base.replace(one_step_grad=True)), _step_gradients(base.replace(grad_depth=2))]
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
         assert torch.equal(grads[0][name], grads[1][name]), name
@@ -63,14 +66,7 @@ def test_grad_depth_two_is_the_one_step_gradient() -> None:
 def test_the_default_gradient_depth_is_the_last_recursion() -> None:
     """grad_depth = n + 1 written out gives bit-identical gradients to the default."""
     base = TRMConfig(**{**SMALL, "layers": 1}, T=3, n=2)
-    grads = []
-    for cfg in (base, base.replace(grad_depth=3)):
-        torch.manual_seed(0)
-        model = build_model(cfg).train()
-        batch = random_batch(cfg)
-        carry, out = model(model.initial_carry(batch), batch)
-        act_loss(carry, out).total.backward()
-        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    grads = [_step_gradients(base), _step_gradients(base.replace(grad_depth=3))]
     for name in grads[0]:
         assert torch.equal(grads[0][name], grads[1][name]), name
 

@@ -118,17 +118,20 @@ class AdamATan2(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            # Bucket by (device, dtype): foreach kernels need one of each per call.
-            buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("AdamATan2 does not take sparse gradients")
-                buckets.setdefault((p.device, p.dtype), []).append(p)
-            for (device, dtype), params in buckets.items():
-                self._update_bucket(params, device, dtype, group)
+            self._step_group(group)
         return loss
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        # Bucket by (device, dtype): foreach kernels need one of each per call.
+        buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("AdamATan2 does not take sparse gradients")
+            buckets.setdefault((p.device, p.dtype), []).append(p)
+        for (device, dtype), params in buckets.items():
+            self._update_bucket(params, device, dtype, group)
 
     def _update_bucket(self, params: list[Tensor], device: torch.device, dtype: torch.dtype,
                        group: dict[str, Any]) -> None:
@@ -240,35 +243,25 @@ class MuonAdamATan2(AdamATan2):
             if group["muon"] and any(p.ndim != 2 for p in group["params"]):
                 raise ValueError("Muon groups take matrices (2-D parameters) only")
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not group["muon"]:
-                buckets: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
-                for p in params:
-                    buckets.setdefault((p.device, p.dtype), []).append(p)
-                for (device, dtype), bucket in buckets.items():
-                    self._update_bucket(bucket, device, dtype, group)
+    def _step_group(self, group: dict[str, Any]) -> None:
+        if not group["muon"]:
+            super()._step_group(group)
+            return
+        momentum, wd = group["momentum"], group["weight_decay"]
+        for p in group["params"]:
+            if p.grad is None:
                 continue
-            momentum, wd = group["momentum"], group["weight_decay"]
-            for p in params:
-                lr = _lr_on(group["lr"], p.device, torch.float32) * group["lr_ratio"]
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p, dtype=torch.float32)
-                buf = state["momentum_buffer"]
-                g = p.grad.float()  # type: ignore[union-attr]
-                buf.mul_(momentum).add_(g)
-                update = orthogonalize(g + momentum * buf) * (0.2 * math.sqrt(max(p.shape)))
-                value = p.float()
-                value.mul_(1 - lr * wd).sub_(lr * update)
-                p.copy_(value)
-        return loss
+            lr = _lr_on(group["lr"], p.device, torch.float32) * group["lr_ratio"]
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p, dtype=torch.float32)
+            buf = state["momentum_buffer"]
+            g = p.grad.float()
+            buf.mul_(momentum).add_(g)
+            update = orthogonalize(g + momentum * buf) * (0.2 * math.sqrt(max(p.shape)))
+            value = p.float()
+            value.mul_(1 - lr * wd).sub_(lr * update)
+            p.copy_(value)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         Optimizer.load_state_dict(self, state_dict)
