@@ -2,16 +2,22 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
+RUN_STAMP := $(VENV)/.setup-run
 
 .PHONY: setup demo test test-slow lint bench clean
 
+# The demo and the bench need trm and its plotting extra; the tests and lint add their tools.
+$(RUN_STAMP): pyproject.toml scripts/setup.sh
+	VENV=$(VENV) ./scripts/setup.sh run
+	touch $(RUN_STAMP)
+
 $(STAMP): pyproject.toml scripts/setup.sh
 	VENV=$(VENV) ./scripts/setup.sh
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 setup: $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUN_STAMP)
 	$(PY) -m trm demo
 
 test: $(STAMP)
@@ -24,7 +30,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check src tests
 	$(PY) -m mypy src/trm
 
-bench: $(STAMP)
+bench: $(RUN_STAMP)
 	$(PY) -m trm bench
 
 clean:

@@ -505,7 +505,7 @@ def _train(run: Run, notes: list[str], *, resume: bool, progress: bool, stop_aft
 
     cfg = run.cfg
     model, device, ddp, total_steps = run.parts.model, run.device, run.ddp, run.total_steps
-    step_fn = _maybe_compile(model, run.mode.compile)
+    step_fn = _maybe_compile(model, run.mode.compile, static=bool(cfg.depth_curriculum))
     checkpointer = Checkpointer(run)
     step, carry = checkpointer.restore() if resume else (0, None)
     logger = MetricLogger(Path(cfg.run_dir), cfg.to_dict(), cfg.loggers, project=cfg.project, enabled=ddp.main,
@@ -643,12 +643,15 @@ def _fit_puzzle_rows(cfg: TrainConfig, init_from: str, state: dict[str, torch.Te
     return state
 
 
-def _maybe_compile(model: ACTModel, use_compile: bool):
+def _maybe_compile(model: ACTModel, use_compile: bool, *, static: bool = False):
+    """Compile the model's step. `static`: the step's Python integers change during the run (the depth
+    curriculum's n and T), so each value gets its own graph; left to itself, torch.compile would turn
+    them into symbolic integers after the first change, and the recursion loop cannot run on those."""
     def run(carry: Carry, batch: dict[str, torch.Tensor], generator: torch.Generator):
         return model(carry, batch, generator=generator)
 
     if use_compile:
-        model.step = torch.compile(model.step)  # type: ignore[method-assign]
+        model.step = torch.compile(model.step, dynamic=False if static else None)  # type: ignore[method-assign]
     return run
 
 

@@ -49,3 +49,21 @@ def test_shallower_training_step_and_full_depth_evaluation():
     model.train()
     model.set_depth()
     assert _calls(model, batch) == (3 * 7, 7)
+
+
+
+def test_compiled_training_runs_through_the_curriculum(tmp_path):
+    """The trainer's compiled step meets a new (n, T) at each stage; torch.compile once turned them into
+    symbolic integers there and crashed. The run completes, and the stages are in its log."""
+    from tiny_data import write_copy_task
+
+    from trm.train import TrainConfig, train
+
+    data = write_copy_task(tmp_path / "data")
+    cfg = TrainConfig(data=str(data), run_dir=str(tmp_path / "run"), steps=6, global_batch_size=8, log_every=1,
+                      model=dict(arch="trm", hidden_size=16, num_heads=2, T=2, n=2, layers=1, halt_max_steps=2,
+                                 puzzle_emb_ndim=16, puzzle_emb_len=1),  # the embedding lookup breaks the graph
+                      device="cpu", dtype="float32", compile="on", eval_every=3, eval_max_batches=1,
+                      depth_curriculum=[[0, 1, 1], [0.5, 2, 2]])
+    result = train(cfg, progress=False)
+    assert result["step"] == 6, result

@@ -94,6 +94,25 @@ def test_augmentation_keeps_validity_and_inverts(n: int, seed: int, holes: float
 
 @settings(max_examples=20, deadline=None)
 @given(n=st.sampled_from(SIZES), seed=st.integers(0, 2**32 - 1))
+def test_batched_augmentations_equal_one_at_a_time_and_keep_validity(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    solutions = np.stack([_full_grid(n, seed + i) for i in range(6)])
+    puzzles = np.where(rng.random(solutions.shape) < 0.5, 0, solutions)
+    augs = S.random_augmentations(n, len(solutions), rng)
+    a_sol, a_puz = S.augment_many(solutions, augs), S.augment_many(puzzles, augs)
+    for i in range(len(solutions)):
+        assert (a_sol[i] == S.augment(solutions[i], augs[i])).all()
+        assert (a_puz[i] == S.augment(puzzles[i], augs[i])).all()
+        assert S.is_valid_solution(a_sol[i], a_puz[i])
+        assert (S.unaugment(a_sol[i], augs[i]) == solutions[i]).all()
+    if n == 6:
+        assert not augs.transpose.any()
+    # Draws differ from one another (the transforms are random, not one transform repeated).
+    assert len({augs[i] for i in range(len(solutions))}) > 1
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.sampled_from(SIZES), seed=st.integers(0, 2**32 - 1))
 def test_each_primitive_inverts(n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     grid = rng.integers(0, n + 1, (n, n))

@@ -392,6 +392,52 @@ def random_augmentation(n: int, rng: np.random.Generator) -> SudokuAugmentation:
                               tuple(int(r) for r in row_perm), tuple(int(c) for c in col_perm))
 
 
+@dataclass(frozen=True)
+class SudokuAugmentations:
+    """Many augmentations as arrays, one row each (the fields of `SudokuAugmentation`)."""
+
+    digit_maps: np.ndarray
+    """(count, N + 1)"""
+    transpose: np.ndarray
+    """(count,) bool"""
+    row_perms: np.ndarray
+    """(count, N)"""
+    col_perms: np.ndarray
+    """(count, N)"""
+
+    def __getitem__(self, i: int) -> SudokuAugmentation:
+        return SudokuAugmentation(tuple(int(d) for d in self.digit_maps[i]), bool(self.transpose[i]),
+                                  tuple(int(r) for r in self.row_perms[i]), tuple(int(c) for c in self.col_perms[i]))
+
+
+def _random_permutations(shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """Independent random permutations of range(shape[-1])."""
+    return rng.random(shape).argsort(axis=-1)
+
+
+def random_augmentations(n: int, count: int, rng: np.random.Generator) -> SudokuAugmentations:
+    """`count` independent draws of `random_augmentation`, made at once (the dataset build)."""
+    br, bc = box_shape(n)
+
+    def lines(group: int) -> np.ndarray:
+        blocks = _random_permutations((count, n // group), rng)
+        within = _random_permutations((count, n // group, group), rng)
+        return (blocks[:, :, None] * group + within).reshape(count, n)
+
+    digit_maps = np.concatenate([np.zeros((count, 1), np.int64), 1 + _random_permutations((count, n), rng)], axis=1)
+    transpose = rng.random(count) < 0.5 if br == bc else np.zeros(count, bool)
+    return SudokuAugmentations(digit_maps, transpose, lines(br), lines(bc))
+
+
+def augment_many(grids: np.ndarray, augs: SudokuAugmentations) -> np.ndarray:
+    """Apply augmentation i to grid i of (count, N, N); equal to `augment` row by row."""
+    grids = np.asarray(grids)
+    grids = np.where(augs.transpose[:, None, None], np.swapaxes(grids, -1, -2), grids)
+    rows = np.arange(len(grids))[:, None, None]
+    grids = grids[rows, augs.row_perms[:, :, None], augs.col_perms[:, None, :]]
+    return np.take_along_axis(augs.digit_maps, grids.reshape(len(grids), -1), axis=1).reshape(grids.shape)
+
+
 def augment(grid: np.ndarray, aug: SudokuAugmentation) -> np.ndarray:
     """Apply to a grid (..., N, N)."""
     grid = np.asarray(grid)
@@ -611,17 +657,22 @@ def _set_arrays(records: SudokuRecords, num_aug: int, rng: np.random.Generator,
     assert records.answers is not None
     p, n = len(records), records.questions.shape[-1]
     per = 1 + num_aug
-    inputs = np.empty((p * per, n * n), np.int32)
-    labels = np.empty((p * per, n * n), np.int32)
-    for i in range(p):
-        q, a = records.questions[i], records.answers[i]
-        inputs[i * per], labels[i * per] = encode(q), encode(a)
-        for k in range(1, per):
-            aug = random_augmentation(n, rng)
-            inputs[i * per + k], labels[i * per + k] = encode(augment(q, aug)), encode(augment(a, aug))
+    inputs = np.empty((p, per, n * n), np.int32)
+    labels = np.empty((p, per, n * n), np.int32)
+    chunk = max(1, 50_000 // per)  # puzzles transformed at once (bounded memory, steady progress)
+    for start in range(0, p, chunk):
+        q, a = records.questions[start:start + chunk], records.answers[start:start + chunk]
+        inputs[start:start + chunk, 0], labels[start:start + chunk, 0] = encode(q), encode(a)
+        if num_aug:
+            augs = random_augmentations(n, len(q) * num_aug, rng)
+            inputs[start:start + chunk, 1:] = encode(augment_many(np.repeat(q, num_aug, axis=0), augs)).reshape(
+                len(q), num_aug, n * n)
+            labels[start:start + chunk, 1:] = encode(augment_many(np.repeat(a, num_aug, axis=0), augs)).reshape(
+                len(q), num_aug, n * n)
         if progress is not None:
-            progress(1)
-    return SetArrays(inputs=inputs, labels=labels, puzzle_identifiers=np.zeros(p * per, np.int32),
+            progress(len(q))
+    return SetArrays(inputs=inputs.reshape(p * per, n * n), labels=labels.reshape(p * per, n * n),
+                     puzzle_identifiers=np.zeros(p * per, np.int32),
                      puzzle_indices=np.arange(p * per + 1, dtype=np.int32),
                      group_indices=np.arange(0, p * per + 1, per, dtype=np.int32))
 
