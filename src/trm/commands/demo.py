@@ -23,14 +23,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+DEMO_PUZZLES, DEMO_TEST, DEMO_AUGMENTED = 3000, 500, 100
+
+
 def ensure_demo_data(data_dir: Path) -> dict[str, int] | None:
-    """Build the demo's dataset (3000 generated 6x6 puzzles, 500 held out) unless it exists; returns
-    the counts when it was built."""
+    """Build the demo's dataset unless it exists: 3000 generated 6x6 puzzles, 500 held out, and each
+    training puzzle with 100 augmented variants (rows, columns and digits permuted; the sampler draws
+    one variant of a puzzle each time). Returns the counts when it was built."""
     from trm.tasks.sudoku import puzzles as sudoku
 
     if (data_dir / "test" / "dataset.json").is_file():
         return None
-    build = sudoku.SudokuBuildConfig(source="generate", n=6, count=3000, test_fraction=1 / 6, seed=0,
+    build = sudoku.SudokuBuildConfig(source="generate", n=6, count=DEMO_PUZZLES, test_fraction=DEMO_TEST / DEMO_PUZZLES,
+                                     num_aug=DEMO_AUGMENTED, seed=0,
                                      generator=sudoku.GeneratorConfig(n=6, target_givens=10))
     return dict(sudoku.build_dataset(data_dir, build))
 
@@ -64,12 +69,16 @@ def run(args: argparse.Namespace) -> int:
     counts = ensure_demo_data(data_dir)
     phases["data"] = time.perf_counter() - t
     if counts:
-        print(f"   wrote {data_dir}: {counts['train_examples']} training and {counts['test_examples']} test puzzles")
+        print(f"   wrote {data_dir}: {counts['train_groups']} training puzzles (each with {DEMO_AUGMENTED} augmented "
+              f"variants) and {counts['test_examples']} test puzzles")
     else:
         print(f"   reusing {data_dir}")
 
+    shallow = (f", the first {round(cfg.depth_curriculum[1][0] * (cfg.steps or 0))} at T=1, n=1"
+               if len(cfg.depth_curriculum) > 1 else "")
     print(f"== 2. training a {cfg.model['arch'].upper()} (token-MLP, hidden {cfg.model['hidden_size']}, "
-          f"T={cfg.model['T']}, n={cfg.model['n']}, N_sup={cfg.model['halt_max_steps']}) for {cfg.steps} steps on CPU")
+          f"T={cfg.model['T']}, n={cfg.model['n']}, N_sup={cfg.model['halt_max_steps']}) for {cfg.steps} steps on CPU"
+          f"{shallow}")
     t = time.perf_counter()
     ckpt = latest_checkpoint(run_dir)
     if ckpt is not None and read_meta(ckpt)["step"] >= (cfg.steps or 0):
