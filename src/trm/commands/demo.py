@@ -74,8 +74,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"   reusing {data_dir}")
 
-    shallow = (f", the first {round(cfg.depth_curriculum[1][0] * (cfg.steps or 0))} at T=1, n=1"
-               if len(cfg.depth_curriculum) > 1 else "")
+    stages = cfg.depth_curriculum
+    shallow = (f", the first {round(stages[1][0] * (cfg.steps or 0))} at n={int(stages[0][1])}, T={int(stages[0][2])}"
+               if len(stages) > 1 else "")
     print(f"== 2. training a {cfg.model['arch'].upper()} (token-MLP, hidden {cfg.model['hidden_size']}, "
           f"T={cfg.model['T']}, n={cfg.model['n']}, N_sup={cfg.model['halt_max_steps']}) for {cfg.steps} steps on CPU"
           f"{shallow}")
