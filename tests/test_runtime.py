@@ -114,7 +114,7 @@ def test_probe_abandons_a_far_slower_dtype():
         mp.setattr(torch.Tensor, "__matmul__", matmul)
         assert probe(torch.float32) == 1.0
         assert probe(torch.bfloat16) == math.inf
-    assert forwards.count(torch.float32) == 4  # warm-up and three runs
+    assert forwards.count(torch.float32) == 5  # two warm-ups and three runs
     assert forwards.count(torch.bfloat16) == 0  # abandoned after the matrix product
 
 
@@ -160,6 +160,38 @@ def test_pick_device_refuses_what_is_not_there():
 ])
 def test_compile_decision_weighs_the_saving_against_the_compile_time(eager_s, speedup, compile_s, expected):
     assert runtime.decide_cpu_compile(eager_s, speedup, compile_s)[0] is expected
+
+
+def test_each_compiled_graph_counts_against_the_saving():
+    assert runtime.decide_cpu_compile(700, 1.4, 60, graphs=1)[0]      # saves 200 s for 120 s of compiling
+    assert not runtime.decide_cpu_compile(700, 1.4, 60, graphs=2)[0]  # two curriculum stages: 240 s
+
+
+def test_the_run_estimate_follows_the_depth_curriculum_and_the_time_cap(monkeypatch):
+    config = TRMConfig(vocab_size=11, seq_len=16, hidden_size=32, num_heads=2, puzzle_emb_ndim=32, puzzle_emb_len=2,
+                       mlp_t=True, pos_encodings="none", T=2, n=2, layers=2, num_puzzle_identifiers=1)
+    full = runtime.network_applications(config)
+    assert full == (2 * 3 + 2 * 3) / 3 and runtime.network_applications(config, (1, 1)) == (1 * 2 + 2 * 2) / 3
+    assert runtime.run_applications(config, 100) == 100 * full
+    shallow_half = [[0, 1, 1], [0.5, 2, 2]]
+    assert runtime.run_applications(config, 100, shallow_half) == 50 * 2 + 50 * full
+    assert runtime.run_applications(config, 100, [[0.25, 1, 1]]) == 25 * full + 75 * 2  # before the first stage
+
+    seen = {}
+
+    def choose(*args, eager_seconds=None, graphs=1, **kwargs):
+        seen.update(eager=eager_seconds(1.0), graphs=graphs)
+        return runtime.NumericMode(torch.float32, False, "")
+
+    monkeypatch.setattr(runtime, "choose", choose)
+    monkeypatch.setattr(runtime, "network_probe", lambda build, shape: None)
+    batch = runtime.probe_shape(8, config.positions, 32)[0]
+    runtime.numeric_mode("auto", "auto", CPU, config, batch=batch, steps=100)
+    assert seen == {"eager": 100 * full, "graphs": 1}
+    runtime.numeric_mode("auto", "auto", CPU, config, batch=batch, steps=100, curriculum=shallow_half)
+    assert seen == {"eager": 50 * 2 + 50 * full, "graphs": 2}
+    runtime.numeric_mode("auto", "auto", CPU, config, batch=batch, steps=100, curriculum=shallow_half, max_seconds=30)
+    assert seen["eager"] == 30
 
 
 def test_compile_is_probed_only_for_runs_long_enough_and_cached():

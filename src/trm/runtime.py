@@ -12,7 +12,9 @@ the same everywhere:
   in float32 on the AVX2-only CPU measured, docs/benchmarks.md) but costs a minute or two of compiling first, so under
   `auto` it is considered only for a run long enough to pay that back (an estimated 10 minutes of
   uncompiled training or more); then the network is compiled once as a probe and compile is
-  switched on when the time it saves over the run exceeds twice the compile time.
+  switched on when the time it saves over the run exceeds twice the compile time of every graph the
+  run compiles (one per stage of a depth curriculum). The run's uncompiled time is estimated stage
+  by stage (a curriculum's shallow stages cost less per step) and capped by `max_train_seconds`.
   Decisions are cached per machine (processor, torch version, threads) and shape in
   `$XDG_CACHE_HOME/trm/numeric.json` (`TRM_CACHE_DIR` overrides the folder), so the probe runs
   once; each choice comes with one line saying what was chosen and why.
@@ -21,12 +23,13 @@ the same everywhere:
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,14 +111,14 @@ def decide_cpu_dtype(timings: dict[str, float]) -> tuple[str, str]:
 
 def choose(dtype: str, compile: str, device: torch.device, probe: Probe | None = None,
            cache_key: str | None = None, compile_probe: CompileProbe | None = None,
-           eager_seconds: Callable[[float], float] | None = None) -> NumericMode:
+           eager_seconds: Callable[[float], float] | None = None, graphs: int = 1) -> NumericMode:
     """Resolve `dtype` (auto, float32, bfloat16) and `compile` (auto, on, off) for `device`.
 
     On CPU with `dtype='auto'`, `probe` is run for both dtypes unless `cache_key` has a cached
     decision. An explicit bfloat16 on a CPU where the probe is cached as slower is kept (the
     user asked for it) but the reason says so. On CPU with `compile='auto'`, `eager_seconds`
     (the probe's median -> estimated uncompiled training seconds of the run) and `compile_probe`
-    decide, through `decide_cpu_compile`."""
+    decide, through `decide_cpu_compile`; `graphs` is how many step graphs the run compiles."""
     if dtype not in DTYPE_CHOICES:
         raise RuntimeConfigError(f"dtype={dtype!r}: must be auto, float32 or bfloat16")
     if compile not in COMPILE:
@@ -146,7 +149,7 @@ def choose(dtype: str, compile: str, device: torch.device, probe: Probe | None =
     if median is None or eager_seconds is None or compile_probe is None:
         return NumericMode(DTYPES[name], False, f"{reason}; compile off (auto: not probed on CPU)")
     use, why = cpu_compile(eager_seconds(median), compile_probe, DTYPES[name],
-                           f"{cache_key} | {name}" if cache_key else None)
+                           f"{cache_key} | {name}" if cache_key else None, graphs)
     return NumericMode(DTYPES[name], use, f"{reason}; compile {'on' if use else 'off'}: {why}")
 
 
@@ -157,35 +160,39 @@ COMPILE_WORTH_PROBING_S = 600.0
 """Uncompiled training time below which compiling is not even probed (it could not pay back)."""
 
 
-def decide_cpu_compile(eager_s: float, speedup: float, compile_s: float) -> tuple[bool, str]:
+def decide_cpu_compile(eager_s: float, speedup: float, compile_s: float, graphs: int = 1) -> tuple[bool, str]:
     """Compile when the time saved over the run beats twice the compile time (the whole model's
-    step compiles longer than the probe's single network)."""
+    step compiles longer than the probe's single network) of each of the run's `graphs` (a depth
+    curriculum compiles one per stage)."""
     saved = eager_s * (1 - 1 / speedup) if speedup > 0 else 0.0
+    cost = 2 * compile_s * max(1, graphs)
     if speedup <= 1.05:
         return False, f"compiled network measured {speedup:.2f}x, no faster"
-    if saved <= 2 * compile_s:
+    if saved <= cost:
+        each = f", {graphs} graphs" if graphs > 1 else ""
         return False, (f"saves ~{saved:.0f} s over the run at {speedup:.2f}x, less than compiling costs "
-                       f"(~{2 * compile_s:.0f} s)")
+                       f"(~{cost:.0f} s{each})")
     return True, f"compiled network {speedup:.2f}x faster (measured); saves ~{saved / 60:.0f} min over the run"
 
 
 def cpu_compile(eager_s: float, compile_probe: CompileProbe, dtype: torch.dtype,
-                cache_key: str | None) -> tuple[bool, str]:
-    """The CPU compile decision for a run of `eager_s` estimated uncompiled seconds."""
+                cache_key: str | None, graphs: int = 1) -> tuple[bool, str]:
+    """The CPU compile decision for a run of `eager_s` estimated uncompiled seconds that compiles
+    `graphs` step graphs."""
     if eager_s < COMPILE_WORTH_PROBING_S:
         return False, (f"an estimated {eager_s / 60:.0f} min of training is too short to pay back "
                        "compiling (set compile=on to force it)")
     cache = read_cache() if cache_key else {}
     entry = cache.get(cache_key) if cache_key else None
     if entry and "speedup" in entry:
-        use, why = decide_cpu_compile(eager_s, entry["speedup"], entry["compile_s"])
+        use, why = decide_cpu_compile(eager_s, entry["speedup"], entry["compile_s"], graphs)
         return use, f"{why}; cached"
     print("numeric mode: compiling the network once to see whether torch.compile pays here "
           "(once per machine and shape)...", file=sys.stderr, flush=True)
     compile_s, speedup = compile_probe(dtype)
     if cache_key:
         write_cache(cache_key, {"speedup": round(speedup, 3), "compile_s": round(compile_s, 1)})
-    return decide_cpu_compile(eager_s, speedup, compile_s)
+    return decide_cpu_compile(eager_s, speedup, compile_s, graphs)
 
 
 def cpu_dtype(probe: Probe | None, cache_key: str | None) -> tuple[str, str, float | None]:
@@ -227,7 +234,8 @@ def _forward_backward(net: Callable[..., torch.Tensor], shape: tuple[int, int, i
 
 
 def network_probe(build: Callable[[torch.dtype], torch.nn.Module], shape: tuple[int, int, int], *,
-                  runs: int = 3, give_up: float = 3.0, clock: Callable[[], float] = time.perf_counter) -> Probe:
+                  runs: int = 5, warmup: int = 2, give_up: float = 3.0,
+                  clock: Callable[[], float] = time.perf_counter) -> Probe:
     """A probe that times `build(dtype)` (a module taking (h, injection, cos_sin)) forward and
     backward on a [batch, positions, hidden] input. Before the network, one matrix product of the
     same rows is timed: a dtype whose product is more than `give_up` times slower than the best seen
@@ -248,7 +256,8 @@ def network_probe(build: Callable[[torch.dtype], torch.nn.Module], shape: tuple[
         best_matmul.append(matmul)
 
         call = _forward_backward(build(dtype), shape, dtype, clock)
-        call()  # warm-up
+        for _ in range(warmup):  # a fresh process's first calls run up to 2x slow (allocation, caches)
+            call()
         return statistics.median(call() for _ in range(runs))
 
     return probe
@@ -331,11 +340,13 @@ def compile_network_probe(build: Callable[[torch.dtype], torch.nn.Module], shape
     return probe
 
 
-def network_applications(config: object) -> float:
+def network_applications(config: object, depth: tuple[int, int] | None = None) -> float:
     """Network applications per training supervision step, in forward-and-backward units (a
-    forward is a third of one): what the probe's time is multiplied by to estimate a step."""
+    forward is a third of one): what the probe's time is multiplied by to estimate a step.
+    `depth` (n, T) replaces a TRM's own, as a depth curriculum does."""
     if hasattr(config, "T") and hasattr(config, "n"):
-        forward, grad = config.T * (config.n + 1), config.n + 1  # type: ignore[attr-defined]
+        n, T = depth or (config.n, config.T)  # type: ignore[attr-defined]
+        forward, grad = T * (n + 1), n + 1
     elif hasattr(config, "H_cycles"):
         c: Any = config
         forward = c.H_cycles * (c.L_cycles + 1)
@@ -345,11 +356,22 @@ def network_applications(config: object) -> float:
     return (forward + 2 * grad) / 3
 
 
+def run_applications(config: object, steps: int, curriculum: Sequence[Sequence[float]] = ()) -> float:
+    """Network applications (forward-and-backward units) of a training run of `steps` steps, stage by
+    stage of a depth curriculum ([start fraction, n, T] stages; before the first, the model's depth)."""
+    starts = [0] + [min(steps, math.ceil(stage[0] * steps)) for stage in curriculum] + [steps]
+    depths = [None] + [(int(stage[1]), int(stage[2])) for stage in curriculum]
+    return sum(network_applications(config, depth) * max(0, end - start)
+               for depth, start, end in zip(depths, starts[:-1], starts[1:], strict=True))
+
+
 def numeric_mode(dtype: str, compile: str, device: torch.device, config: object, batch: int,
-                 steps: int | None = None) -> NumericMode:
+                 steps: int | None = None, curriculum: Sequence[Sequence[float]] = (),
+                 max_seconds: float | None = None) -> NumericMode:
     """`choose` for a model configuration (any of trm.models' configs) trained or run at `batch`
-    examples per process for `steps` steps (None: inference): the probe is one application of its
-    network f at that shape."""
+    examples per process for `steps` steps (None: inference), under a depth `curriculum` and a
+    `max_seconds` cap on training if given: the probe is one application of its network f at
+    that shape."""
     from trm.layers import Block, Stack
 
     hidden, positions = config.hidden_size, config.positions  # type: ignore[attr-defined]
@@ -369,11 +391,13 @@ def numeric_mode(dtype: str, compile: str, device: torch.device, config: object,
     probe = network_probe(build, shape) if on_cpu and wanted else None
 
     def eager_seconds(probe_s: float) -> float:
-        return probe_s * (batch / shape[0]) * network_applications(config) * (steps or 0)
+        estimate = probe_s * (batch / shape[0]) * run_applications(config, steps or 0, curriculum)
+        return min(estimate, max_seconds) if max_seconds else estimate
 
+    graphs = len({(int(stage[1]), int(stage[2])) for stage in curriculum}) or 1
     return choose(dtype, compile, device, probe=probe, cache_key=key if on_cpu else None,
                   compile_probe=compile_network_probe(build, shape) if on_cpu and steps else None,
-                  eager_seconds=eager_seconds if steps else None)
+                  eager_seconds=eager_seconds if steps else None, graphs=graphs)
 
 
 def inference_mode(requested: str, trained: str, device: torch.device, config: object) -> NumericMode:

@@ -258,7 +258,7 @@ def setup(cfg: TrainConfig) -> Run:
         raise ConfigError(f"depth_curriculum: only TRM has (n, T) to schedule, not {model_cfg.arch}")
     total_steps = cfg.steps or max(1, int(cfg.epochs * data.steps_per_epoch(cfg.global_batch_size)))
     mode = numeric_mode(cfg.dtype, cfg.compile, device, model_cfg, cfg.global_batch_size // ddp.world_size,
-                        steps=total_steps)
+                        steps=total_steps, curriculum=cfg.depth_curriculum, max_seconds=cfg.max_train_seconds)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model: ACTModel = build_model(model_cfg, dtype=mode.dtype, device=device)
     if cfg.init_from:
