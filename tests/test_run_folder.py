@@ -239,6 +239,14 @@ def test_a_dangling_latest_falls_back_to_the_newest_complete_checkpoint(tmp_path
     assert train(TrainConfig(**{**values, "steps": 5}), resume=True, progress=False)["step"] == 5
 
 
+def test_a_runs_latest_pointer_file_loads_as_the_run(tmp_path: Path) -> None:
+    from trm.loader import load
+
+    values = _values(tmp_path, steps=4, checkpoint_every=2)
+    train(TrainConfig(**values), progress=False)
+    assert load(Path(values["run_dir"]) / "latest").meta["step"] == 4
+
+
 def test_temporaries_of_dead_runs_are_cleaned_at_start(tmp_path: Path) -> None:
     values = _values(tmp_path, steps=2)
     train(TrainConfig(**values), progress=False)

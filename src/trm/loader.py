@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from trm.checkpoint import CheckpointError, Loaded, latest_checkpoint, load_checkpoint
+from trm.checkpoint import CheckpointError, Loaded, is_run_folder, latest_checkpoint, load_checkpoint
 from trm.models import ModelConfig, build_model
 
 # Weight files of the reference layouts, in order of preference; `step_<N>...` files come after these.
@@ -102,6 +102,8 @@ def load(source: str | Path, *, data: str | Path | None = None, seq_len: int | N
     meta_data = _dataset_meta(data) if data is not None else None
     if path.is_file() and path.suffix == ".safetensors" and (path.parent / "config.json").is_file():
         path, use_ema = path.parent, path.name == "ema.safetensors"  # one of our weights files: its folder
+    if path.is_file() and path.name == "latest" and is_run_folder(path.parent):
+        path = path.parent  # a run's `latest` pointer: the run, whose latest complete checkpoint it names
     if path.is_dir() and ((path / "latest").is_file() or (path / "config.json").is_file()) and not _reference_dir(path):
         if meta_data is not None:  # before building (and timing) anything
             check_fits(_our_config(path), meta_data, where=where, data=str(data))
