@@ -192,6 +192,8 @@ def test_the_run_estimate_follows_the_depth_curriculum_and_the_time_cap(monkeypa
     assert seen == {"eager": 50 * 2 + 50 * full, "graphs": 2}
     runtime.numeric_mode("auto", "auto", CPU, config, batch=batch, steps=100, curriculum=shallow_half, max_seconds=30)
     assert seen["eager"] == 30
+    runtime.numeric_mode("auto", "auto", CPU, config, batch=batch, steps=100, curriculum=[[0.25, 1, 1]])
+    assert seen == {"eager": 25 * full + 75 * 2, "graphs": 2}  # the model's own depth, then n=1, T=1
 
 
 def test_compile_is_probed_only_for_runs_long_enough_and_cached():

@@ -356,13 +356,20 @@ def network_applications(config: object, depth: tuple[int, int] | None = None) -
     return (forward + 2 * grad) / 3
 
 
-def run_applications(config: object, steps: int, curriculum: Sequence[Sequence[float]] = ()) -> float:
-    """Network applications (forward-and-backward units) of a training run of `steps` steps, stage by
-    stage of a depth curriculum ([start fraction, n, T] stages; before the first, the model's depth)."""
+def depth_stages(steps: int, curriculum: Sequence[Sequence[float]] = ()) -> list[tuple[tuple[int, int] | None, int]]:
+    """(depth, steps at it) of each stage of a `steps`-step run under a depth curriculum ([start fraction,
+    n, T] stages; None: the model's own depth, before the first stage), empty stages left out. Step s
+    (from 0) is in the last stage whose start fraction x total <= s, as `trm.optim.depth_at` decides."""
     starts = [0] + [min(steps, math.ceil(stage[0] * steps)) for stage in curriculum] + [steps]
     depths = [None] + [(int(stage[1]), int(stage[2])) for stage in curriculum]
-    return sum(network_applications(config, depth) * max(0, end - start)
-               for depth, start, end in zip(depths, starts[:-1], starts[1:], strict=True))
+    return [(depth, end - start) for depth, start, end in zip(depths, starts[:-1], starts[1:], strict=True)
+            if end > start]
+
+
+def run_applications(config: object, steps: int, curriculum: Sequence[Sequence[float]] = ()) -> float:
+    """Network applications (forward-and-backward units) of a training run of `steps` steps, stage by
+    stage of a depth curriculum."""
+    return sum(network_applications(config, depth) * count for depth, count in depth_stages(steps, curriculum))
 
 
 def numeric_mode(dtype: str, compile: str, device: torch.device, config: object, batch: int,
@@ -394,7 +401,7 @@ def numeric_mode(dtype: str, compile: str, device: torch.device, config: object,
         estimate = probe_s * (batch / shape[0]) * run_applications(config, steps or 0, curriculum)
         return min(estimate, max_seconds) if max_seconds else estimate
 
-    graphs = len({(int(stage[1]), int(stage[2])) for stage in curriculum}) or 1
+    graphs = len({depth for depth, _ in depth_stages(steps or 0, curriculum)}) if curriculum else 1
     return choose(dtype, compile, device, probe=probe, cache_key=key if on_cpu else None,
                   compile_probe=compile_network_probe(build, shape) if on_cpu and steps else None,
                   eager_seconds=eager_seconds if steps else None, graphs=graphs)
