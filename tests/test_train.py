@@ -76,6 +76,17 @@ def _worker(rank: int, cfg: TrainConfig, port: int) -> None:
             dist.destroy_process_group()
 
 
+def test_the_schedule_numbers_updates_from_one_as_the_reference_does(tmp_path: Path) -> None:
+    """The reference increments its step before computing the rate: the first update runs at lr/warmup
+    (not at 0), the last at the cosine's floor lr * lr_min_ratio."""
+    run = tmp_path / "run"
+    train(_cfg(tmp_path, "run", steps=8, log_every=1, eval_every=0, checkpoint_every=0))
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    lr = {r["step"]: r["lr"] for r in lines if r["kind"] == "train"}
+    assert lr[1] == pytest.approx(3e-3 / 3) and lr[3] == pytest.approx(3e-3)
+    assert lr[8] == pytest.approx(3e-3 * 0.1)
+
+
 def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path: Path) -> None:
     import socket
 

@@ -532,7 +532,9 @@ def _train(run: Run, notes: list[str], *, resume: bool, progress: bool, stop_aft
                     batch = {k: v.repeat_interleave(cfg.wta_latents, 0) for k, v in batch.items()}
                 if carry is None:
                     carry = model.initial_carry(batch)
-                lr_scale = learning_rate_scale(cfg, step, total_steps)
+                # The reference numbers the update it is about to make from 1: the first one runs at
+                # lr/warmup, not at 0.
+                lr_scale = learning_rate_scale(cfg, step + 1, total_steps)
                 apply_depth(run, step)
                 carry, out = step_fn(carry, batch, run.parts.generator)
                 loss = act_loss(carry, out, cfg.loss_type, step_weight_decay=cfg.step_weight_decay,
