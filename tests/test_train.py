@@ -63,6 +63,17 @@ def test_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
         assert torch.equal(full[k], split[k]), k
 
 
+def test_a_resume_that_changes_the_schedule_says_so(tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    cfg = _cfg(tmp_path, "run", steps=4, eval_every=0)
+    train(cfg, progress=False)
+    capfd.readouterr()
+    train(_cfg(tmp_path, "run", steps=6, eval_every=0), resume=True, progress=False)
+    out = "".join(capfd.readouterr())
+    assert "resuming with changed settings (steps: 4 -> 6)" in out
+    train(_cfg(tmp_path, "run", steps=6, eval_every=0), resume=True, progress=False)
+    assert "changed settings" not in "".join(capfd.readouterr())
+
+
 def _worker(rank: int, cfg: TrainConfig, port: int) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
                       LOCAL_RANK=str(rank))

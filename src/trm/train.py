@@ -299,6 +299,8 @@ class Checkpointer:
         self.path: Path | None = None
         self.fallback = False
         """Whether `restore` found `latest` dangling and took the newest complete checkpoint."""
+        self.changes: list[str] = []
+        """The schedule settings `restore` found changed since the checkpoint (see RESUME_SCHEDULE)."""
 
     def restore(self) -> tuple[int, Carry | None]:
         """The latest checkpoint's (step, carry), loaded into the run's parts."""
@@ -308,7 +310,9 @@ class Checkpointer:
         if ckpt is None:
             raise CheckpointError(f"--resume: {self.run_dir} has no checkpoint to resume from")
         self.fallback = ckpt != pointed_checkpoint(self.run_dir)
-        check_resumable(read_meta(ckpt), self.run)
+        meta = read_meta(ckpt)
+        check_resumable(meta, self.run)
+        self.changes = schedule_changes(meta, self.run.cfg)
         step, carry = restore_training(ckpt, self.run.parts, self.run.device)
         self.saved_step, self.path = step, ckpt
         return step, carry
@@ -328,6 +332,14 @@ class Checkpointer:
 
 
 RESUME_FIXED = ("global_batch_size", "loss_type", "ema")
+RESUME_SCHEDULE = ("steps", "epochs", "lr", "lr_warmup_steps", "lr_min_ratio", "puzzle_emb_lr", "depth_curriculum")
+"""Settings a resumed run may change, each said in one line: they move the schedule from here on."""
+
+
+def schedule_changes(meta: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """`key: old -> new` for each schedule setting that differs from the checkpoint's."""
+    saved, now = meta.get("train", {}), cfg.to_dict()
+    return [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in RESUME_SCHEDULE if k in saved and saved[k] != now[k]]
 """Training settings a resumed run must share with the checkpoint (besides the model)."""
 
 
@@ -516,6 +528,9 @@ def _train(run: Run, notes: list[str], *, resume: bool, progress: bool, stop_aft
     if resume and checkpointer.fallback:
         logger.message(f"'latest' does not name the newest complete checkpoint; resuming from that one, "
                        f"{checkpointer.path}")
+    if checkpointer.changes:
+        logger.message(f"resuming with changed settings ({'; '.join(checkpointer.changes)}): the schedule "
+                       "follows them from this step on")
     logger.message(start_line(run, step))
     logger.message(f"numeric mode: {run.mode.reason}")
     model.train()
