@@ -75,6 +75,22 @@ def summarise(runs: list[Run], steps: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def first_steps(groups: dict[str, list[Run]]) -> list[int]:
+    """The evaluation steps of the first run of the first group."""
+    return sorted(next(iter(groups.values()))[0][1])
+
+
+def align(run: Run, steps: list[int], tolerance: int) -> Run:
+    """The run with each evaluation moved to the nearest of `steps` when at most `tolerance` away
+    (the training loss keeps its own steps)."""
+    def snap(s: int) -> int:
+        near = min(steps, key=lambda t: abs(t - s))
+        return near if abs(near - s) <= tolerance else s
+
+    loss, exact, token = run
+    return loss, {snap(s): v for s, v in exact.items()}, {snap(s): v for s, v in token.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", action="append", required=True, metavar="NAME=RUN,RUN,...",
@@ -82,12 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="writes OUT.png and OUT.md")
     parser.add_argument("--title", default="")
     parser.add_argument("--set", default="all", help="evaluation set (default all)")
+    parser.add_argument("--tolerance", type=int, default=0, metavar="K",
+                        help="count evaluations up to K steps apart as the same step, the first run's (the "
+                             "reference drops an incomplete batch once per evaluation interval, ours once per "
+                             "epoch, so the two can evaluate a step apart)")
     args = parser.parse_args(argv)
 
     groups: dict[str, list[Run]] = {}
     for spec in args.runs:
         name, _, paths = spec.partition("=")
         groups[name] = [read_run(Path(p), args.set) for p in paths.split(",") if p]
+    if args.tolerance:
+        groups = {name: [align(run, first_steps(groups), args.tolerance) for run in runs] for name, runs in groups.items()}
     steps = sorted(set.intersection(*[set(e) for runs in groups.values() for _, e, _ in runs]))
     if not steps:
         raise SystemExit("the runs share no evaluation step")
