@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         name, _, paths = spec.partition("=")
         groups[name] = [read_run(Path(p), args.set) for p in paths.split(",") if p]
     if args.tolerance:
-        groups = {name: [align(run, first_steps(groups), args.tolerance) for run in runs] for name, runs in groups.items()}
+        steps0 = first_steps(groups)
+        groups = {name: [align(run, steps0, args.tolerance) for run in runs] for name, runs in groups.items()}
     steps = sorted(set.intersection(*[set(e) for runs in groups.values() for _, e, _ in runs]))
     if not steps:
         raise SystemExit("the runs share no evaluation step")

@@ -20,7 +20,8 @@ def _script():
 def _ours(path: Path, evals: dict[int, float]) -> Path:
     path.mkdir()
     rows = [{"step": s, "kind": "train", "lm_loss": 1.0 / s} for s in range(1, 7)]
-    rows += [{"step": s, "kind": "eval", "eval/all/exact_accuracy": v, "eval/all/accuracy": 0.9} for s, v in evals.items()]
+    rows += [{"step": s, "kind": "eval", "eval/all/exact_accuracy": v, "eval/all/accuracy": 0.9}
+             for s, v in evals.items()]
     (path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 
@@ -46,5 +47,6 @@ def test_evaluations_a_step_apart_are_aligned_only_within_the_tolerance(tmp_path
     lc.main(args + ["--tolerance", "1"])
     table = (tmp_path / "c.md").read_text()
     # the reference's 4 and 7 are reported at ours' 3 and 6; the loss windows keep their own steps
-    assert "| 3 | 50.0 ± 0.0% (50.0) | 90.0 ± 0.0% | 0.6111 ± 0.0000 | 25.0 ± 0.0% (25.0) | 80.0 ± 0.0% | 1.2222" in table
+    assert ("| 3 | 50.0 ± 0.0% (50.0) | 90.0 ± 0.0% | 0.6111 ± 0.0000 | 25.0 ± 0.0% (25.0) | 80.0 ± 0.0% | 1.2222"
+            in table)
     assert "| 6 | 100.0 ± 0.0% (100.0) |" in table and "| 75.0 ± 0.0% (75.0) |" in table
