@@ -312,7 +312,7 @@ class Checkpointer:
         self.fallback = ckpt != pointed_checkpoint(self.run_dir)
         meta = read_meta(ckpt)
         check_resumable(meta, self.run)
-        self.changes = schedule_changes(meta, self.run.cfg)
+        self.changes = changed_settings(meta, self.run.cfg, RESUME_SCHEDULE)
         step, carry = restore_training(ckpt, self.run.parts, self.run.device)
         self.saved_step, self.path = step, ckpt
         return step, carry
@@ -332,15 +332,15 @@ class Checkpointer:
 
 
 RESUME_FIXED = ("global_batch_size", "loss_type", "ema")
+"""Training settings a resumed run must share with the checkpoint (besides the model)."""
 RESUME_SCHEDULE = ("steps", "epochs", "lr", "lr_warmup_steps", "lr_min_ratio", "puzzle_emb_lr", "depth_curriculum")
 """Settings a resumed run may change, each said in one line: they move the schedule from here on."""
 
 
-def schedule_changes(meta: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """`key: old -> new` for each schedule setting that differs from the checkpoint's."""
+def changed_settings(meta: dict[str, Any], cfg: TrainConfig, keys: tuple[str, ...]) -> list[str]:
+    """`key: old -> new` for each of `keys` whose training setting differs from the checkpoint's."""
     saved, now = meta.get("train", {}), cfg.to_dict()
-    return [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in RESUME_SCHEDULE if k in saved and saved[k] != now[k]]
-"""Training settings a resumed run must share with the checkpoint (besides the model)."""
+    return [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in keys if k in saved and saved[k] != now[k]]
 
 
 def check_resumable(meta: dict[str, Any], run: Run) -> None:
@@ -349,10 +349,7 @@ def check_resumable(meta: dict[str, Any], run: Run) -> None:
     model = run.parts.model.config.to_dict()
     changed = [f"model.{k}: {saved_model.get(k)!r} -> {model.get(k)!r}" for k in sorted(set(saved_model) | set(model))
                if saved_model.get(k) != model.get(k)]
-    saved_train = meta.get("train", {})
-    now = run.cfg.to_dict()
-    changed += [f"{k}: {saved_train[k]!r} -> {now[k]!r}" for k in RESUME_FIXED
-                if k in saved_train and saved_train[k] != now[k]]
+    changed += changed_settings(meta, run.cfg, RESUME_FIXED)
     if meta.get("world_size", run.ddp.world_size) != run.ddp.world_size:
         changed.append(f"processes: {meta['world_size']} -> {run.ddp.world_size}")
     if changed:
@@ -380,10 +377,12 @@ class StopSignals:
 
 
 def learning_rate_scale(cfg: TrainConfig, step: int, total_steps: int) -> float:
-    """The schedule: linear warmup, then cosine decay to `lr_min_ratio` (a factor of the peak rates)."""
+    """The schedule's factor for the update after `step` completed ones: linear warmup, then cosine decay to
+    `lr_min_ratio` (a factor of the peak rates). As in the reference, updates are numbered from 1, so the
+    first runs at 1/warmup of the peak (not at 0) and the last at `lr_min_ratio`."""
     from trm.optim import cosine_schedule_with_warmup
 
-    return cosine_schedule_with_warmup(step, 1.0, cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio)
+    return cosine_schedule_with_warmup(step + 1, 1.0, cfg.lr_warmup_steps, total_steps, cfg.lr_min_ratio)
 
 
 def apply_depth(run: Run, step: int) -> None:
@@ -547,9 +546,7 @@ def _train(run: Run, notes: list[str], *, resume: bool, progress: bool, stop_aft
                     batch = {k: v.repeat_interleave(cfg.wta_latents, 0) for k, v in batch.items()}
                 if carry is None:
                     carry = model.initial_carry(batch)
-                # The reference numbers the update it is about to make from 1: the first one runs at
-                # lr/warmup, not at 0.
-                lr_scale = learning_rate_scale(cfg, step + 1, total_steps)
+                lr_scale = learning_rate_scale(cfg, step, total_steps)
                 apply_depth(run, step)
                 carry, out = step_fn(carry, batch, run.parts.generator)
                 loss = act_loss(carry, out, cfg.loss_type, step_weight_decay=cfg.step_weight_decay,
