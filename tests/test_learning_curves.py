@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "learning_curves.py"
+from scripts_helpers import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("learning_curves", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("learning_curves")
 
 
 def _ours(path: Path, evals: dict[int, float]) -> Path:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "research_table.py"
+from scripts_helpers import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("research_table", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("research_table")
 
 
 def test_the_step_cost_is_measured_at_every_depth_of_the_curriculum(tmp_path):
