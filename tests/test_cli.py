@@ -45,3 +45,14 @@ def test_missing_shared_data_skips_locally_and_fails_under_ci(tmp_path: Path, mo
     with pytest.raises(pytest.fail.Exception, match="CI=true"):
         require_shared(tmp_path / "missing")
     assert require_shared(tmp_path) == tmp_path
+
+
+def test_the_demo_reuses_its_run_and_refuses_one_in_another_dtype(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--steps", "2", "--dtype", "float32"]) == 0
+    assert (out / "results.json").is_file() and (out / "solve.gif").is_file()
+    capsys.readouterr()
+    assert main(["demo", "--out", str(out), "--steps", "2", "--dtype", "bfloat16"]) == 2
+    _one_line_error(capsys, "demo", "trains in float32, not bfloat16")
+    assert main(["demo", "--out", str(out), "--steps", "2"]) == 0  # auto: the run as trained
+    assert "reusing " + str(out / "train") in capsys.readouterr().out

@@ -223,6 +223,15 @@ def test_every_shipped_recipe_loads_and_its_model_validates() -> None:
         load_recipe("not-a-recipe")
 
 
+def test_bf16_steps_apply_only_to_a_bfloat16_run_and_an_override_of_steps_drops_them(tmp_path: Path) -> None:
+    for dtype, expected in (("float32", 2), ("bfloat16", 3)):
+        result = train(_cfg(tmp_path, dtype, dtype=dtype, steps=2, bf16_steps=3, eval_every=0), progress=False)
+        assert result["step"] == expected, dtype
+    assert load_recipe("sudoku6-cpu").bf16_steps is not None
+    assert load_recipe("sudoku6-cpu", ["steps=100"]).steps_in("bfloat16") == 100
+    assert load_recipe("sudoku6-cpu", ["steps=100", "bf16_steps=150"]).steps_in("bfloat16") == 150
+
+
 @pytest.mark.slow
 def test_the_small_sudoku_recipe_learns(tmp_path: Path) -> None:
     """The sudoku4-cpu recipe: held-out exact accuracy from 0 to well above chance ((1/4)^~10)."""

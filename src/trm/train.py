@@ -56,6 +56,10 @@ class TrainConfig:
     """Passes over the training puzzle groups (sets the number of steps unless `steps` is given)."""
     steps: int | None = None
     """Optimizer steps; overrides `epochs`."""
+    bf16_steps: int | None = None
+    """Optimizer steps when the run trains in bfloat16, instead of `steps` (None: `steps`). A recipe whose
+    numeric mode is `auto` can spend part of the time that bf16 saves on more steps, since bf16 training
+    is noisier; an override of `steps` alone (`steps=500`) drops it."""
     lr: float = 1e-4
     """Peak learning rate of AdamATan2."""
     lr_min_ratio: float = 1.0
@@ -143,6 +147,7 @@ class TrainConfig:
                 ("global_batch_size", self.global_batch_size >= 1, "a positive integer"),
                 ("epochs", self.epochs > 0 and math.isfinite(self.epochs), "a positive number"),
                 ("steps", self.steps is None or self.steps >= 1, "a positive integer (or null: from epochs)"),
+                ("bf16_steps", self.bf16_steps is None or self.bf16_steps >= 1, "a positive integer (or null: steps)"),
                 ("lr", self.lr >= 0 and math.isfinite(self.lr), "0 or more (0: the weights stay as they are)"),
                 ("lr_min_ratio", 0 <= self.lr_min_ratio <= 1, "in [0, 1]"),
                 ("lr_warmup_steps", self.lr_warmup_steps >= 0, "0 or more"),
@@ -185,6 +190,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value not in choices and not (name == "device" and str(value).startswith("cuda:")):
                 raise ConfigError(f"{name}={value!r}: must be one of {choices}")
+
+    def steps_in(self, dtype: str) -> int | None:
+        """The step count for a run training in `dtype` (a name: float32, bfloat16); None: from epochs."""
+        return self.bf16_steps if dtype == "bfloat16" and self.bf16_steps else self.steps
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -259,6 +268,7 @@ def setup(cfg: TrainConfig) -> Run:
     total_steps = cfg.steps or max(1, int(cfg.epochs * data.steps_per_epoch(cfg.global_batch_size)))
     mode = numeric_mode(cfg.dtype, cfg.compile, device, model_cfg, cfg.global_batch_size // ddp.world_size,
                         steps=total_steps, curriculum=cfg.depth_curriculum, max_seconds=cfg.max_train_seconds)
+    total_steps = cfg.steps_in(mode.dtype_name) or total_steps
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     model: ACTModel = build_model(model_cfg, dtype=mode.dtype, device=device)
     if cfg.init_from:
@@ -333,7 +343,7 @@ class Checkpointer:
 
 RESUME_FIXED = ("global_batch_size", "loss_type", "ema")
 """Training settings a resumed run must share with the checkpoint (besides the model)."""
-RESUME_SCHEDULE = ("steps", "epochs", "lr", "lr_warmup_steps", "lr_min_ratio", "puzzle_emb_lr", "depth_curriculum")
+RESUME_SCHEDULE = ("steps", "bf16_steps", "epochs", "lr", "lr_warmup_steps", "lr_min_ratio", "puzzle_emb_lr", "depth_curriculum")
 """Settings a resumed run may change, each said in one line: they move the schedule from here on."""
 
 
@@ -764,6 +774,9 @@ def load_recipe(name_or_path: str, overrides: list[str] | tuple[str, ...] = ()) 
                 raise ConfigError(f"override {item!r}: {'.'.join(parts[:depth + 1])} is {node!r}, not a group "
                                   "of settings")
         node[parts[-1]] = _parse_value(text)
+    overridden = {item.partition("=")[0] for item in overrides}
+    if "steps" in overridden and "bf16_steps" not in overridden:
+        values.pop("bf16_steps", None)  # the steps asked for, in every numeric mode
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="runs/demo", help="folder for the dataset, the run and the pictures")
     p.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
     p.add_argument("--fresh", action="store_true", help="rebuild and retrain even if results exist")
+    p.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                   help="training dtype (default auto: the faster one on this machine, measured)")
     p.set_defaults(func=run)
 
 
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from trm.checkpoint import latest_checkpoint, load_checkpoint, read_meta
     from trm.data.sampler import open_dataset
     from trm.evaluate import EvalOptions, evaluate
+    from trm.models.config import ConfigError
     from trm.solve import Solver
     from trm.tasks.sudoku import SudokuTask
     from trm.tasks.sudoku import puzzles as sudoku
@@ -58,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if args.fresh and out.exists():
         shutil.rmtree(out)
     data_dir, run_dir = out / "sudoku6", out / "train"
-    overrides = [f"data={data_dir}", f"run_dir={run_dir}"] + ([f"steps={args.steps}"] if args.steps else [])
+    overrides = ([f"data={data_dir}", f"run_dir={run_dir}", f"dtype={args.dtype}"]
+                 + ([f"steps={args.steps}"] if args.steps else []))
     cfg = load_recipe("sudoku6-cpu", overrides)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     started = time.perf_counter()
@@ -75,14 +79,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"   reusing {data_dir}")
 
     stages = cfg.depth_curriculum
-    shallow = (f", the first {round(stages[1][0] * (cfg.steps or 0))} at n={int(stages[0][1])}, T={int(stages[0][2])}"
+    shallow = (f", the first {stages[1][0]:.0%} at n={int(stages[0][1])}, T={int(stages[0][2])}"
                if len(stages) > 1 else "")
+    bf16 = f" ({cfg.bf16_steps} if it trains in bfloat16)" if cfg.bf16_steps and cfg.bf16_steps != cfg.steps else ""
     print(f"== 2. training a {cfg.model['arch'].upper()} (token-MLP, hidden {cfg.model['hidden_size']}, "
-          f"T={cfg.model['T']}, n={cfg.model['n']}, N_sup={cfg.model['halt_max_steps']}) for {cfg.steps} steps on CPU"
-          f"{shallow}")
+          f"T={cfg.model['T']}, n={cfg.model['n']}, N_sup={cfg.model['halt_max_steps']}) for {cfg.steps} steps{bf16} "
+          f"on CPU{shallow}")
     t = time.perf_counter()
     ckpt = latest_checkpoint(run_dir)
-    if ckpt is not None and read_meta(ckpt)["step"] >= (cfg.steps or 0):
+    meta = read_meta(ckpt) if ckpt is not None else None
+    trained = meta.get("numeric", {}).get("dtype", "float32") if meta is not None else None
+    if trained is not None and args.dtype not in ("auto", trained):
+        raise ConfigError(f"{run_dir} trains in {trained}, not {args.dtype}; add --fresh to start again in "
+                          f"{args.dtype} (it replaces {out})")
+    if meta is not None and meta["step"] >= (cfg.steps_in(trained or "float32") or 0):
         print(f"   reusing {ckpt}")
     else:
         if train(cfg, resume=ckpt is not None, progress=True).get("interrupted"):
