@@ -3,6 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
 RUN_STAMP := $(VENV)/.setup-run
+DEMO ?=
+# e.g. make demo DEMO="--dtype float32 --fresh" (options of `trm demo`)
 
 .PHONY: setup demo test test-slow lint bench clean
 
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 setup: $(STAMP)
 
 demo: $(RUN_STAMP)
-	$(PY) -m trm demo
+	$(PY) -m trm demo $(DEMO)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

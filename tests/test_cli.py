@@ -47,7 +47,7 @@ def test_missing_shared_data_skips_locally_and_fails_under_ci(tmp_path: Path, mo
     assert require_shared(tmp_path) == tmp_path
 
 
-def test_the_demo_reuses_its_run_and_refuses_one_in_another_dtype(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_the_demo_reuses_its_run_and_refuses_another_dtype(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--steps", "2", "--dtype", "float32"]) == 0
     assert (out / "results.json").is_file() and (out / "solve.gif").is_file()

@@ -343,7 +343,8 @@ class Checkpointer:
 
 RESUME_FIXED = ("global_batch_size", "loss_type", "ema")
 """Training settings a resumed run must share with the checkpoint (besides the model)."""
-RESUME_SCHEDULE = ("steps", "bf16_steps", "epochs", "lr", "lr_warmup_steps", "lr_min_ratio", "puzzle_emb_lr", "depth_curriculum")
+RESUME_SCHEDULE = ("steps", "bf16_steps", "epochs", "lr", "lr_warmup_steps", "lr_min_ratio", "puzzle_emb_lr",
+                   "depth_curriculum")
 """Settings a resumed run may change, each said in one line: they move the schedule from here on."""
 
 
